@@ -1,0 +1,1 @@
+"""Reelforge: turn an image from your library into a short video through a template."""

@@ -1,0 +1,165 @@
+"""The SurrealDB connection: opening, the single-process lock, and running queries.
+
+Two facts shape this module (both measured on the embedded engine, SDK 2.0):
+- Concurrent transactions on one embedded engine can lose updates: 200 concurrent
+  `UPDATE user:a SET n += 1` transactions ended with n = 196..198 and no error. So on
+  embedded engines every write runs under one asyncio lock; reads stay concurrent.
+- A server engine answers concurrent writers to one record with a retryable "read or
+  write conflict"; those are retried with jittered backoff. Errors raised on purpose with
+  `THROW` are never retried: they come back as `Thrown` with the thrown text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import surrealdb
+from filelock import FileLock, Timeout
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from app.settings import Settings
+
+_THROWN = re.compile(r"An error occurred: (.*)$", re.S)
+_CONFLICT = "can be retried"
+
+
+class DatabaseError(Exception):
+    """A query failed for a reason other than THROW."""
+
+
+class Conflict(DatabaseError):
+    """A transaction conflict; retrying the whole transaction may succeed."""
+
+
+class Thrown(Exception):
+    """A THROW in a query: `code` is the thrown text (e.g. "insufficient_credits")."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+class DatabaseLocked(RuntimeError):
+    pass
+
+
+class Database:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.url = settings.db_url
+        self.embedded = settings.is_embedded
+        self._conn: Any = None
+        self._file_lock: FileLock | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def connect(self) -> None:
+        if self.url.startswith("surrealkv://"):
+            self._lock_data_dir(Path(self.url.removeprefix("surrealkv://")))
+        try:
+            self._conn = surrealdb.AsyncSurreal(self.url)
+            await self._conn.connect()
+            if self.settings.surrealdb_user and not self.embedded:
+                await self._conn.signin(
+                    {"username": self.settings.surrealdb_user,
+                     "password": self.settings.surrealdb_pass or ""}
+                )
+            await self._conn.use(self.settings.surrealdb_ns, self.settings.surrealdb_db)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _lock_data_dir(self, db_path: Path) -> None:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(db_path) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise DatabaseLocked(
+                f"The embedded database at {db_path} is already open in another process "
+                "(a running `serve`?). Stop that process first, or run this command "
+                "against a SurrealDB server with DATABASE_URL=ws://…"
+            ) from None
+        self._file_lock = lock
+
+    def _release_lock(self) -> None:
+        if self._file_lock is not None:
+            self._file_lock.release()
+            self._file_lock = None
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            finally:
+                self._conn = None
+                self._release_lock()
+
+    async def read(self, sql: str, vars: dict | None = None) -> list[Any]:
+        """Run statements that only read; returns each statement's result."""
+        return await self._retrying(sql, vars)
+
+    async def write(self, sql: str, vars: dict | None = None) -> list[Any]:
+        """Run statements that write (usually one `BEGIN; …; COMMIT;` transaction)."""
+        if not self.embedded:
+            return await self._retrying(sql, vars)
+        async with self._write_lock:
+            return await self._retrying(sql, vars)
+
+    async def read_one(self, sql: str, vars: dict | None = None) -> Any:
+        """The last statement's result (the common single-statement case)."""
+        return (await self.read(sql, vars))[-1]
+
+    async def write_one(self, sql: str, vars: dict | None = None) -> Any:
+        return (await self.write(sql, vars))[-1]
+
+    async def _retrying(self, sql: str, vars: dict | None) -> list[Any]:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(Conflict),
+            wait=wait_random_exponential(multiplier=0.005, max=0.5),
+            stop=stop_after_attempt(12),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._run(sql, vars)
+        raise AssertionError("unreachable")
+
+    async def _run(self, sql: str, vars: dict | None) -> list[Any]:
+        if self._conn is None:
+            raise DatabaseError("database is not connected")
+        try:
+            response = await self._conn.query_raw(sql, vars or {})
+        except RuntimeError as exc:  # the embedded engine raises parse errors this way
+            raise DatabaseError(str(exc)) from exc
+        if "error" in response:
+            raise DatabaseError(str(response["error"]))
+        statements = response.get("result") or []
+        errors = [s["result"] for s in statements if s.get("status") == "ERR"]
+        for message in errors:
+            match = _THROWN.search(str(message))
+            if match:
+                raise Thrown(match.group(1).strip())
+        for message in errors:
+            if _CONFLICT in str(message):
+                raise Conflict(str(message))
+        if errors:
+            raise DatabaseError("; ".join(str(m) for m in errors))
+        return [s.get("result") for s in statements]
+
+
+def record_key(record: Any) -> str:
+    """The id part of a RecordID (or of a "table:id" string)."""
+    if isinstance(record, surrealdb.RecordID):
+        return str(record.id)
+    return str(record).split(":", 1)[-1].strip("⟨⟩`")
+
+
+def rid(table: str, key: str) -> surrealdb.RecordID:
+    return surrealdb.RecordID(table, key)

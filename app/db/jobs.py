@@ -1,0 +1,228 @@
+"""Queries on video jobs. Every write that changes a job's status goes through
+`transition`, a conditional `UPDATE … WHERE status IN …` (compare-and-set) that also moves
+the owner's credits in the same transaction. app/jobs/service.py decides which moves are
+allowed; this module only makes them atomic."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from app.db.connection import Database, Thrown, rid
+
+CreditEffect = Literal["release", "capture"] | None
+
+_CREDITS = {
+    None: "",
+    "release": "UPDATE $owner SET reserved -= $job.credits, active_jobs -= 1;",
+    # Capturing charges the balance, frees the reservation, files the video in the library
+    # and writes the ledger entry; the fixed ids make a repeat impossible, not just unlikely.
+    "capture": """
+        UPDATE $owner SET balance -= $job.credits, reserved -= $job.credits, active_jobs -= 1;
+        CREATE type::thing("ledger", "capture-" + $id) CONTENT {
+            owner: $owner, amount: -$job.credits, reason: "video", job: $id
+        };
+        CREATE type::thing("library", $id) CONTENT $library;
+    """,
+}
+
+
+async def create(db: Database, job_id: str, owner_id: str, job: dict, cap: int) -> dict:
+    """Record a job and reserve its credits atomically.
+    Raises Thrown("insufficient_credits") or Thrown("too_many_active_jobs")."""
+    result = await db.write(
+        """
+        BEGIN;
+        LET $u = (SELECT balance, reserved, active_jobs FROM ONLY $owner);
+        IF $u.balance - $u.reserved < $job.credits { THROW "insufficient_credits" };
+        IF $u.active_jobs >= $cap { THROW "too_many_active_jobs" };
+        UPDATE $owner SET reserved += $job.credits, active_jobs += 1;
+        LET $created = (CREATE ONLY $jid CONTENT $job);
+        CREATE job_event CONTENT { job: $id, to: $job.status, reason: "submitted" };
+        RETURN $created;
+        COMMIT;
+        """,
+        {"owner": rid("user", owner_id), "jid": rid("video_job", job_id), "id": job_id,
+         "job": {**job, "owner": rid("user", owner_id)}, "cap": cap},
+    )
+    return result[-1]
+
+
+async def transition(
+    db: Database,
+    job_id: str,
+    to: str,
+    sources: list[str],
+    fields: dict[str, Any] | None = None,
+    *,
+    reason: str | None = None,
+    lease: str | None = None,
+    credits: CreditEffect = None,
+    library: dict[str, Any] | None = None,
+) -> dict | None:
+    """Move a job to `to` if it is in one of `sources` (and, with `lease`, still leased by
+    that driver). Returns the job after the move, or None when the guard refused it."""
+    guard = "status IN $sources" + (" AND lease_owner = $lease" if lease else "")
+    try:
+        result = await db.write(
+            f"""
+            BEGIN;
+            LET $before = (SELECT VALUE status FROM ONLY $jid);
+            LET $job = (UPDATE ONLY $jid MERGE $fields WHERE {guard} RETURN AFTER);
+            IF $job = NONE {{ THROW "transition_refused" }};
+            LET $owner = $job.owner;
+            {_CREDITS[credits]}
+            IF $before != $to OR $reason != NONE {{
+                CREATE job_event CONTENT {{ job: $id, from: $before, to: $to, reason: $reason }};
+            }};
+            RETURN $job;
+            COMMIT;
+            """,  # noqa: S608 - only fixed fragments are interpolated
+            {"jid": rid("video_job", job_id), "id": job_id, "to": to, "sources": sources,
+             "lease": lease, "reason": reason, "library": library,
+             "fields": {**(fields or {}), "status": to, "updated_at": _now()}},
+        )
+    except Thrown as exc:
+        if exc.code == "transition_refused":
+            return None
+        raise
+    return result[-1]
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+async def update(db: Database, job_id: str, fields: dict[str, Any], lease: str) -> dict | None:
+    """Change non-status fields of a job this driver holds."""
+    return await db.write_one(
+        "UPDATE ONLY $jid MERGE $fields WHERE lease_owner = $lease RETURN AFTER",
+        {"jid": rid("video_job", job_id), "lease": lease,
+         "fields": {**fields, "updated_at": _now()}},
+    )
+
+
+async def get(db: Database, job_id: str) -> dict | None:
+    return await db.read_one("SELECT * FROM ONLY $jid", {"jid": rid("video_job", job_id)})
+
+
+async def get_owned(db: Database, job_id: str, owner_id: str) -> dict | None:
+    job = await get(db, job_id)
+    if job is None or str(job["owner"].id) != owner_id:
+        return None
+    return job
+
+
+async def list_for(
+    db: Database, owner_id: str, statuses: list[str] | None = None,
+    limit: int = 20, offset: int = 0,
+) -> list[dict]:
+    where = "owner = $owner" + (" AND status IN $statuses" if statuses else "")
+    return await db.read_one(
+        f"SELECT * FROM video_job WHERE {where} "  # noqa: S608
+        "ORDER BY created_at DESC LIMIT $limit START $offset",
+        {"owner": rid("user", owner_id), "statuses": statuses, "limit": limit, "offset": offset},
+    )
+
+
+async def due(db: Database, active: list[str], limit: int) -> list[str]:
+    """Ids of active jobs whose next step is due and whose lease is free or expired."""
+    rows = await db.read_one(
+        """
+        SELECT id, due_at FROM video_job
+        WHERE status IN $active AND due_at <= time::now()
+          AND (lease_until = NONE OR lease_until < time::now())
+        ORDER BY due_at LIMIT $limit
+        """,
+        {"active": active, "limit": limit},
+    )
+    return [str(r["id"].id) for r in rows]
+
+
+async def claim(
+    db: Database, job_id: str, owner: str, ttl_s: float, active: list[str]
+) -> dict | None:
+    """Take the lease on a due job: a compare-and-set, so only one driver wins."""
+    return await db.write_one(
+        """
+        UPDATE ONLY $jid SET lease_owner = $owner,
+            lease_until = time::now() + type::duration($ttl)
+        WHERE status IN $active AND (lease_until = NONE OR lease_until < time::now())
+        RETURN AFTER
+        """,
+        {"jid": rid("video_job", job_id), "owner": owner, "ttl": f"{int(ttl_s * 1000)}ms",
+         "active": active},
+    )
+
+
+async def release(db: Database, job_id: str, owner: str, due_in_s: float | None) -> None:
+    """Give the lease back and say when the job is next due."""
+    await db.write(
+        """
+        UPDATE $jid SET lease_owner = NONE, lease_until = NONE,
+            due_at = IF $due = NONE THEN due_at ELSE time::now() + type::duration($due) END
+        WHERE lease_owner = $owner
+        """,
+        {"jid": rid("video_job", job_id), "owner": owner,
+         "due": None if due_in_s is None else f"{max(0, int(due_in_s * 1000))}ms"},
+    )
+
+
+async def release_all(db: Database, owner: str) -> None:
+    await db.write(
+        "UPDATE video_job SET lease_owner = NONE, lease_until = NONE WHERE lease_owner = $owner",
+        {"owner": owner},
+    )
+
+
+async def by_request_id(db: Database, request_id: str) -> dict | None:
+    rows = await db.read_one(
+        "SELECT * FROM video_job WHERE provider_request_id = $r LIMIT 1", {"r": request_id}
+    )
+    return rows[0] if rows else None
+
+
+async def mark_provider_done(db: Database, job_id: str, active: list[str]) -> dict | None:
+    """A verified webhook says the provider finished: make the job due now, once."""
+    return await db.write_one(
+        """
+        UPDATE ONLY $jid SET provider_done = true, due_at = time::now()
+        WHERE status IN $active AND provider_done = false RETURN AFTER
+        """,
+        {"jid": rid("video_job", job_id), "active": active},
+    )
+
+
+async def request_cancel(db: Database, job_id: str, active: list[str]) -> dict | None:
+    return await db.write_one(
+        """
+        UPDATE ONLY $jid SET cancel_requested = true, due_at = time::now()
+        WHERE status IN $active RETURN AFTER
+        """,
+        {"jid": rid("video_job", job_id), "active": active},
+    )
+
+
+async def unannounced(db: Database, owner_id: str, final: list[str]) -> list[dict]:
+    return await db.read_one(
+        "SELECT * FROM video_job WHERE owner = $owner AND status IN $final AND announced = false",
+        {"owner": rid("user", owner_id), "final": final},
+    )
+
+
+async def mark_announced(db: Database, job_ids: list[str]) -> None:
+    if job_ids:
+        await db.write(
+            "UPDATE $ids SET announced = true",
+            {"ids": [rid("video_job", j) for j in job_ids]},
+        )
+
+
+async def timeline(db: Database, job_id: str) -> list[dict]:
+    return await db.read_one(
+        "SELECT * FROM job_event WHERE job = $id ORDER BY at", {"id": job_id}
+    )
+
+
+__all__ = ["Thrown"]

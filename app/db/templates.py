@@ -1,0 +1,47 @@
+"""The template catalogue: loading scripts/templates.json and reading it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from app.db.connection import Database, rid
+
+CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "scripts" / "templates.json"
+
+
+def read_catalogue(path: Path = CATALOGUE_PATH) -> list[dict[str, Any]]:
+    return json.loads(path.read_text())
+
+
+async def sync_catalogue(db: Database, path: Path = CATALOGUE_PATH) -> int:
+    """Upsert every template from the file (by slug); templates no longer in it are hidden."""
+    items = []
+    for position, t in enumerate(read_catalogue(path)):
+        items.append({
+            "slug": t["slug"], "name": t["name"], "description": t["description"],
+            "prompt": t["prompt"], "variables": t.get("variables", []),
+            "endpoint": t["endpoint"], "parameters": t.get("parameters", {}),
+            "credits": int(t["credits"]), "typical_seconds": int(t.get("typicalSeconds", 120)),
+            "preview": t.get("preview"), "position": position, "active": True,
+        })
+    await db.write(
+        """
+        BEGIN;
+        UPDATE template SET active = false WHERE slug NOT IN $slugs;
+        FOR $t IN $items { UPSERT type::thing("template", $t.slug) CONTENT $t; };
+        COMMIT;
+        """,
+        {"items": items, "slugs": [i["slug"] for i in items]},
+    )
+    return len(items)
+
+
+async def list_active(db: Database) -> list[dict[str, Any]]:
+    return await db.read_one("SELECT * FROM template WHERE active = true ORDER BY position")
+
+
+async def by_slug(db: Database, slug: str) -> dict[str, Any] | None:
+    row = await db.read_one("SELECT * FROM ONLY $t", {"t": rid("template", slug)})
+    return row if row and row.get("active") else None

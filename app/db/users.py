@@ -1,0 +1,77 @@
+"""Queries on people, their credits and the ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.db.connection import Database, Thrown, rid
+
+
+async def create(
+    db: Database, email: str, password_hash: str, credits: int, admin: bool = False
+) -> dict[str, Any]:
+    """Create a person and their opening ledger entry; Thrown("email_taken") if taken."""
+    result = await db.write(
+        """
+        BEGIN;
+        IF (SELECT VALUE id FROM user WHERE email = $email LIMIT 1)[0] != NONE {
+            THROW "email_taken"
+        };
+        LET $u = (CREATE ONLY user CONTENT {
+            email: $email, password_hash: $hash, balance: $credits, admin: $admin
+        });
+        IF $credits != 0 {
+            CREATE ledger CONTENT { owner: $u.id, amount: $credits, reason: "signup" }
+        };
+        RETURN $u;
+        COMMIT;
+        """,
+        {"email": email, "hash": password_hash, "credits": credits, "admin": admin},
+    )
+    return result[-1]
+
+
+async def by_email(db: Database, email: str) -> dict[str, Any] | None:
+    rows = await db.read_one("SELECT * FROM user WHERE email = $email LIMIT 1", {"email": email})
+    return rows[0] if rows else None
+
+
+async def by_id(db: Database, user_id: str) -> dict[str, Any] | None:
+    return await db.read_one("SELECT * FROM ONLY $u", {"u": rid("user", user_id)})
+
+
+async def grant(db: Database, user_id: str, amount: int, reason: str) -> dict[str, Any]:
+    """Add (or with a negative amount, remove) credits, with its ledger entry."""
+    result = await db.write(
+        """
+        BEGIN;
+        LET $u = (SELECT * FROM ONLY $user);
+        IF $u = NONE { THROW "no_such_user" };
+        IF $u.balance + $amount < $u.reserved { THROW "below_reserved" };
+        LET $after = (UPDATE ONLY $user SET balance += $amount RETURN AFTER);
+        CREATE ledger CONTENT { owner: $user, amount: $amount, reason: $reason };
+        RETURN $after;
+        COMMIT;
+        """,
+        {"user": rid("user", user_id), "amount": amount, "reason": reason},
+    )
+    return result[-1]
+
+
+async def set_admin(db: Database, user_id: str, admin: bool) -> None:
+    await db.write("UPDATE $u SET admin = $admin", {"u": rid("user", user_id), "admin": admin})
+
+
+async def ledger_sum(db: Database, user_id: str) -> int:
+    value = await db.read_one(
+        "RETURN math::sum(SELECT VALUE amount FROM ledger WHERE owner = $u)",
+        {"u": rid("user", user_id)},
+    )
+    return int(value or 0)
+
+
+def available(user: dict[str, Any]) -> int:
+    return int(user["balance"]) - int(user["reserved"])
+
+
+__all__ = ["Thrown", "available", "by_email", "by_id", "create", "grant", "ledger_sum"]

@@ -1,0 +1,70 @@
+"""Turns job, credit and library changes into rendered events for the broker. Rendering
+happens once per change, and only when the person has a stream open."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.db import jobs as jobs_db
+from app.db import library as library_db
+from app.db import users as users_db
+from app.db.connection import Database
+from app.events.broker import Broker, ServerEvent
+from app.jobs.states import FINAL, Status
+from app.storage.base import Storage
+from app.web.render import Fragments
+
+
+class Notifier:
+    def __init__(self, db: Database, broker: Broker, fragments: Fragments, storage: Storage):
+        self.db = db
+        self.broker = broker
+        self.fragments = fragments
+        self.storage = storage
+
+    async def publish(self, kind: str, job: dict[str, Any]) -> None:
+        user_id = str(job["owner"].id)
+        if not self.broker.has_subscribers(user_id):
+            return
+        if kind == "job":
+            events = await self.job_events(job, new=job["status"] == Status.PENDING)
+            if self.broker.publish(user_id, events) and job["status"] in FINAL:
+                await jobs_db.mark_announced(self.db, [str(job["id"].id)])
+        elif kind == "credits":
+            user = await users_db.by_id(self.db, user_id)
+            if user:
+                self.broker.publish(user_id, [ServerEvent("credits", self.fragments.credits(user))])
+        elif kind == "library" and job.get("result_key"):
+            item = await library_db.get_owned(self.db, user_id, job["result_key"])
+            if item:
+                url = await self.storage.url(item["key"])
+                self.broker.publish(
+                    user_id, [ServerEvent("library", self.fragments.library_tile(item, url))]
+                )
+
+    async def job_events(self, job: dict[str, Any], new: bool) -> list[ServerEvent]:
+        job_id = str(job["id"].id)
+        video_url = await self.storage.url(job["result_key"]) if job.get("result_key") else None
+        card = self.fragments.job_card(job, video_url)
+        toast = self.fragments.toast(job)
+        if new:
+            return [ServerEvent("jobs", card), ServerEvent("toasts", toast)]
+        return [ServerEvent(f"job-{job_id}", card), ServerEvent(f"toast-{job_id}", toast)]
+
+    async def snapshot(self, user_id: str) -> list[ServerEvent]:
+        """What a stream sends first: active job cards, the balance, and a one-time toast
+        for each job that ended while nobody was watching."""
+        events: list[ServerEvent] = []
+        active = [s.value for s in Status if s not in FINAL]
+        for job in await jobs_db.list_for(self.db, user_id, active, limit=50):
+            events.extend(await self.job_events(job, new=True))
+        user = await users_db.by_id(self.db, user_id)
+        if user:
+            events.append(ServerEvent("credits", self.fragments.credits(user)))
+        ended = await jobs_db.unannounced(self.db, user_id, [s.value for s in FINAL])
+        for job in ended:
+            video_url = await self.storage.url(job["result_key"]) if job.get("result_key") else None
+            events.append(ServerEvent("jobs", self.fragments.job_card(job, video_url)))
+            events.append(ServerEvent("toasts", self.fragments.toast(job, announce=True)))
+        await jobs_db.mark_announced(self.db, [str(j["id"].id) for j in ended])
+        return events

@@ -1,0 +1,63 @@
+"""Checking a submission's variables against its template and filling in the prompt."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Z][A-Z0-9_]*)\s*\}\}")
+
+
+class VariableError(ValueError):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def clean_value(value: str) -> str:
+    """One line of plain text: control characters (newlines included) become spaces, so a
+    value can never start a new instruction or reopen a placeholder."""
+    text = "".join(" " if unicodedata.category(c).startswith("C") else c for c in value)
+    text = text.replace("{{", "{ {").replace("}}", "} }")
+    return " ".join(text.split())
+
+
+def check_variables(template: dict[str, Any], given: Any) -> dict[str, str]:
+    """Return the cleaned variables, or raise VariableError naming the offending field."""
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise VariableError("variables", "variables must be an object of text values")
+    declared = {v["name"]: v for v in template.get("variables", [])}
+    for name in given:
+        if name not in declared:
+            raise VariableError(f"variables.{name}", f"{name} is not a variable of this template")
+    values: dict[str, str] = {}
+    for name, spec in declared.items():
+        raw = given.get(name)
+        if raw is None:
+            raw = spec.get("default") or ""
+        if not isinstance(raw, str):
+            raise VariableError(f"variables.{name}", f"{spec.get('label', name)} must be text")
+        value = clean_value(raw)
+        if spec.get("required") and not value:
+            raise VariableError(f"variables.{name}", f"{spec.get('label', name)} is required")
+        limit = spec.get("maxLength")
+        if limit and len(value) > int(limit):
+            raise VariableError(
+                f"variables.{name}",
+                f"{spec.get('label', name)} must be at most {limit} characters",
+            )
+        values[name] = value
+    return values
+
+
+def fill_prompt(prompt: str, values: dict[str, str]) -> str:
+    """Substitute in one pass: a value is inserted as text and never expanded again."""
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), prompt)
+
+
+def caption(values: dict[str, str]) -> str:
+    return " · ".join(v for v in values.values() if v)[:80]

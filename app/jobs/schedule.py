@@ -1,0 +1,32 @@
+"""When the driver looks at a job next. One place for every delay of the job engine."""
+
+from __future__ import annotations
+
+import random
+
+STATUS_INTERVAL = 10.0  # longest gap between status checks without a webhook
+WEBHOOK_SAFETY_FIRST = 30.0  # with a webhook: one early look (queue position) …
+WEBHOOK_SAFETY_INTERVAL = 120.0  # … then only a slow safety check
+LEASE_SECONDS = 60.0  # how long a step may hold a job before another driver may take it
+FINALIZE_LEASE_SECONDS = 600.0
+
+
+def next_check(checks: int, webhook: bool, elapsed: float, typical: float) -> float:
+    """Seconds until the next status check, given how many were made so far.
+
+    Without a webhook, checks start at 1 s and grow by half each time up to the status
+    interval, so a short job is noticed at once and a long one costs about one check per
+    interval. With a webhook, fal tells us when it is done: one early check to show the
+    queue position, then a slow safety check in case a webhook is lost."""
+    if webhook:
+        return WEBHOOK_SAFETY_FIRST if checks == 0 else WEBHOOK_SAFETY_INTERVAL
+    return min(STATUS_INTERVAL, 1.0 * 1.5**checks)
+
+
+def retry_after(attempts: int) -> float:
+    """Backoff after a transient error (attempts counts them): 2 s doubling to 5 min, jittered."""
+    base = min(300.0, 2.0 * 2 ** max(0, attempts - 1))
+    return base * random.uniform(0.8, 1.2)
+
+
+MAX_TRANSIENT_ATTEMPTS = 12

@@ -1,0 +1,158 @@
+"""Creating, cancelling and advancing video jobs. Every status change goes through
+`JobService.move`, which checks the transition table, makes the move atomically in the
+database (with its credit effect) and then publishes the change."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.db import jobs as jobs_db
+from app.db import library as library_db
+from app.db import templates as templates_db
+from app.db import users as users_db
+from app.db.connection import Database, Thrown
+from app.jobs.prompts import VariableError, check_variables, fill_prompt
+from app.jobs.states import ACTIVE, FINAL, TRANSITIONS, Status, sources_of
+from app.settings import Settings
+
+ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
+FINAL_VALUES = sorted(s.value for s in FINAL)
+
+
+class JobRequestError(Exception):
+    """A submission or action refused; `status` is the HTTP status, `body` the JSON."""
+
+    def __init__(self, status: int, body: dict[str, Any]):
+        super().__init__(body.get("message") or body.get("error"))
+        self.status = status
+        self.body = body
+
+
+class TransitionNotAllowed(RuntimeError):
+    pass
+
+
+@dataclass
+class JobService:
+    db: Database
+    settings: Settings
+    publish: Callable[[str, dict[str, Any]], Awaitable[None]]  # (kind, job) → fan-out
+    wake_driver: Callable[[], None] = lambda: None
+    cancel_at_provider: Callable[[dict[str, Any]], None] = lambda job: None
+
+    async def create(
+        self, user_id: str, template_slug: Any, start_key: Any, variables: Any, provider: str
+    ) -> dict[str, Any]:
+        if not isinstance(template_slug, str) or not template_slug:
+            raise _bad("templateSlug", "templateSlug is required")
+        if not isinstance(start_key, str) or not start_key:
+            raise _bad("startKey", "startKey is required: choose an image from your library")
+        template = await templates_db.by_slug(self.db, template_slug)
+        if template is None:
+            raise JobRequestError(404, {"error": "not_found", "field": "templateSlug",
+                                        "message": f"No template named {template_slug!r}"})
+        try:
+            values = check_variables(template, variables)
+        except VariableError as exc:
+            raise _bad(exc.field, exc.message) from None
+        item = await library_db.get_owned(self.db, user_id, start_key)
+        if item is None or item["kind"] != "image":
+            raise JobRequestError(404, {"error": "not_found", "field": "startKey",
+                                        "message": "That start image is not in your library"})
+        job_id = uuid.uuid4().hex
+        now = datetime.now(UTC)
+        record = {
+            "template": template["slug"], "template_name": template["name"],
+            "start_key": start_key, "variables": values,
+            "prompt": fill_prompt(template["prompt"], values), "provider": provider,
+            "endpoint": template["endpoint"], "parameters": template.get("parameters") or {},
+            "typical_seconds": template.get("typical_seconds", 120),
+            "status": Status.PENDING.value, "credits": template["credits"],
+            "deadline_at": now + timedelta(seconds=self.settings.job_deadline_seconds),
+            "created_at": now, "updated_at": now, "due_at": now,
+        }
+        try:
+            job = await jobs_db.create(
+                self.db, job_id, user_id, record, self.settings.max_active_jobs
+            )
+        except Thrown as exc:
+            raise await self._refusal(exc.code, user_id, template["credits"]) from None
+        await self.publish("job", job)
+        await self.publish("credits", job)
+        self.wake_driver()
+        return job
+
+    async def _refusal(self, code: str, user_id: str, price: int) -> JobRequestError:
+        if code == "insufficient_credits":
+            user = await users_db.by_id(self.db, user_id)
+            return JobRequestError(402, {
+                "error": "insufficient_credits", "required": price,
+                "available": users_db.available(user) if user else 0,
+                "message": "Not enough credits for this template",
+            })
+        if code == "too_many_active_jobs":
+            return JobRequestError(429, {
+                "error": "too_many_active_jobs", "limit": self.settings.max_active_jobs,
+                "message": f"You already have {self.settings.max_active_jobs} videos "
+                           "generating; wait for one to finish",
+            })
+        return JobRequestError(400, {"error": code, "message": code})
+
+    async def cancel(self, user_id: str, job_id: str) -> dict[str, Any]:
+        """Cancel now: the job ends canceled and its reservation is released at once; the
+        driver tells the provider (a finalize that races this finds the job canceled)."""
+        job = await jobs_db.get_owned(self.db, job_id, user_id)
+        if job is None:
+            raise JobRequestError(404, {"error": "not_found", "field": "jobId",
+                                        "message": "No such job"})
+        if job["status"] in FINAL_VALUES:
+            if job["status"] == Status.CANCELED:
+                return job
+            raise JobRequestError(409, {"error": "already_finished", "status": job["status"],
+                                        "message": f"The job has already {job['status']}"})
+        moved = await self.move(job_id, Status.CANCELED, reason="canceled by its owner",
+                                fields={"cancel_requested": True, "error": "Canceled"})
+        if moved is None:  # it finished in the meantime
+            return await self.cancel(user_id, job_id)
+        if moved.get("provider_request_id"):
+            self.cancel_at_provider(moved)
+        return moved
+
+    async def move(
+        self, job_id: str, to: Status, *, fields: dict[str, Any] | None = None,
+        reason: str | None = None, lease: str | None = None,
+        library: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """The one way a job changes status. Returns None when the job was no longer in a
+        state the move starts from (someone else moved it first)."""
+        sources = sources_of(to)
+        if not sources:
+            raise TransitionNotAllowed(to)
+        extra = dict(fields or {})
+        credits = None
+        if to in FINAL:
+            extra.update(finished_at=datetime.now(UTC), lease_owner=None, lease_until=None,
+                         queue_position=None)
+            credits = "capture" if to == Status.COMPLETED else "release"
+        job = await jobs_db.transition(
+            self.db, job_id, to.value, sources, extra, reason=reason, lease=lease,
+            credits=credits, library=library,
+        )
+        if job is not None:
+            await self.publish("job", job)
+            if credits:
+                await self.publish("credits", job)
+            if library:
+                await self.publish("library", job)
+        return job
+
+    def allowed(self, source: str, to: Status) -> bool:
+        return to in TRANSITIONS[Status(source)]
+
+
+def _bad(field: str, message: str) -> JobRequestError:
+    return JobRequestError(400, {"error": "invalid", "field": field, "message": message})

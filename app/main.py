@@ -1,0 +1,108 @@
+"""create_app(): the Litestar application, its pages, API, stream and background driver."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Request, Response
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
+from litestar.middleware.session.client_side import CookieBackendConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.response import Template
+from litestar.static_files import create_static_files_router
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.template.config import TemplateConfig
+
+from app.events.stream import events
+from app.services import close_services, open_services
+from app.settings import Settings, get_settings
+from app.web.api import ApiController
+from app.web.auth import LoginThrottle
+from app.web.health import health
+from app.web.hosts import AllowedHosts
+from app.web.media import media
+from app.web.pages import PageController
+from app.web.render import STATIC_DIR, make_environment
+from app.web.webhooks import fal_webhook
+
+log = logging.getLogger("reelforge")
+
+
+def _wants_html(request: Request) -> bool:
+    path = request.url.path
+    return not path.startswith(("/api/", "/media/", "/events", "/health", "/schema")) and (
+        "text/html" in request.headers.get("accept", "")
+    )
+
+
+def _error_page(request: Request, status: int, title: str, message: str) -> Response:
+    return Template(template_name="pages/error.html", status_code=status,
+                    context={"user": None, "status": status, "title": title,
+                             "message": message})  # type: ignore[return-value]
+
+
+def _http_error(request: Request, exc: HTTPException) -> Response:
+    if isinstance(exc, NotFoundException) and _wants_html(request):
+        return _error_page(request, 404, "Page not found",
+                           "The page you were looking for isn't here.")
+    if isinstance(exc, NotAuthorizedException):
+        return Response({"error": "not_signed_in", "message": "Sign in first"}, status_code=401)
+    body = {"error": _code(exc.status_code), "message": exc.detail}
+    if getattr(exc, "extra", None):
+        body["detail"] = exc.extra
+    return Response(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def _code(status: int) -> str:
+    return {400: "invalid", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+            413: "too_large", 429: "too_many_requests"}.get(status, "error")
+
+
+def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if _wants_html(request):
+        return _error_page(request, 500, "Something went wrong",
+                           "We couldn't finish that. Please try again in a moment.")
+    return Response({"error": "internal_error", "message": "Something went wrong"},
+                    status_code=HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    env = make_environment()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.services = await open_services(settings, env=env)
+        app.state.login_throttle = LoginThrottle()
+        try:
+            yield
+        finally:
+            await close_services(app.state.services)
+
+    sessions = CookieBackendConfig(
+        secret=settings.session_secret, key="reelforge_session", httponly=True,
+        samesite="lax", secure=settings.secure_cookies, max_age=14 * 24 * 3600,
+    )
+    return Litestar(
+        route_handlers=[
+            PageController, ApiController, events, fal_webhook, health, media,
+            create_static_files_router(path="/static", directories=[STATIC_DIR],
+                                       include_in_schema=False),
+        ],
+        lifespan=[lifespan],
+        middleware=[AllowedHosts(settings.host_allowlist), sessions.middleware],
+        csrf_config=CSRFConfig(
+            secret=settings.session_secret.hex(), cookie_name="csrftoken",
+            header_name="x-csrftoken", cookie_secure=settings.secure_cookies,
+            cookie_samesite="lax", exclude=["/api/webhooks/fal"],
+        ),
+        template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
+        openapi_config=OpenAPIConfig(title="Reelforge", version="0.1.0", path="/schema"),
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        request_max_body_size=1024 * 1024,
+    )

@@ -1,0 +1,60 @@
+"""What the job driver needs from a video provider, and the errors it may raise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+
+class ProviderError(Exception):
+    """A permanent failure: the job fails with this message."""
+
+
+class TransientProviderError(ProviderError):
+    """A failure worth retrying with backoff (connection, timeout, 5xx, 429)."""
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    endpoint: str  # fal application id, e.g. "fal-ai/kling-video/v2.1/standard/image-to-video"
+    prompt: str
+    image_url: str  # https URL or a data: URI of the start image
+    parameters: dict  # the template's model parameters (duration, aspect_ratio, ...)
+    caption: str = ""  # short text the local renderer draws on the video
+    webhook_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    state: Literal["queued", "processing", "completed"]
+    queue_position: int | None = None
+    logs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FetchedResult:
+    path: Path
+    size: int
+    content_type: str
+
+
+class VideoProvider(Protocol):
+    name: str
+
+    async def submit(self, request: SubmitRequest) -> str:
+        """Submit the request and return the provider's request id."""
+
+    async def status(self, endpoint: str, request_id: str) -> ProviderStatus:
+        """One status check. A request that completed with an error is reported here as
+        "completed"; fetch_result then raises ProviderError with the provider's message."""
+
+    async def fetch_result(
+        self, endpoint: str, request_id: str, dest: Path, max_bytes: int
+    ) -> FetchedResult:
+        """Stream the finished video into `dest` (never whole in memory)."""
+
+    async def cancel(self, endpoint: str, request_id: str) -> None:
+        """Ask the provider to stop; a request that already finished is not an error."""
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,243 @@
+"""fal.ai through `fal_client.AsyncClient`: the only module that imports fal_client.
+
+Each call is one request to fal's queue (no hidden polling), bounded by `timeout`:
+- submit  POST https://{queue host}/{endpoint}[?fal_webhook=…]
+- status  GET  …/{owner}/{alias}/requests/{id}/status?logs=true
+- result  GET  …/{owner}/{alias}/requests/{id}, then the video URL is streamed to disk
+- cancel  PUT  …/{owner}/{alias}/requests/{id}/cancel
+Errors become TransientProviderError (connection, timeout, 429, 5xx, garbled reply) or
+ProviderError (anything else, carrying fal's `detail`). See docs/FAL.md for the facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import fal_client
+import fal_client.client
+import httpx
+
+from app.providers.base import (
+    FetchedResult,
+    ProviderError,
+    ProviderStatus,
+    SubmitRequest,
+    TransientProviderError,
+)
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost")
+_CHUNK = 256 * 1024
+
+
+def _queue_url_from_env() -> str:
+    """fal_client reads FAL_QUEUE_RUN_HOST once, when it is imported; read it again here so
+    the value in the environment when the provider is built is the one used."""
+    run_host = os.environ.get("FAL_RUN_HOST", "fal.run")
+    return f"https://{os.environ.get('FAL_QUEUE_RUN_HOST', f'queue.{run_host}')}/"
+
+
+def _detail_text(detail: Any) -> str:
+    """fal's `detail` is a string, or a list of validation errors ({"loc", "msg", ...})."""
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict) and "msg" in item:
+                loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+                parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return str(detail)
+
+
+def _response_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        return _detail_text(body["detail"])
+    return response.text[:500]
+
+
+def _is_transient_status(code: int) -> bool:
+    return code == 429 or code >= 500
+
+
+def _error(what: str, exc: Exception) -> ProviderError:
+    """Map what fal_client / httpx raised to the provider's two kinds of error."""
+    if isinstance(exc, fal_client.FalClientHTTPError):
+        detail = _detail_text(exc.message)
+        msg = f"fal {what} failed (HTTP {exc.status_code}): {detail}"
+        if _is_transient_status(exc.status_code):
+            return TransientProviderError(msg)
+        return ProviderError(msg)
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return TransientProviderError(f"fal {what} timed out")
+    if isinstance(exc, httpx.TransportError):
+        return TransientProviderError(f"fal {what}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, ValueError | KeyError | TypeError):  # garbled JSON or shape
+        return TransientProviderError(f"fal {what}: unexpected reply: {exc!r}")
+    return ProviderError(f"fal {what}: {exc!r}")
+
+
+@asynccontextmanager
+async def _calling(what: str, timeout: float) -> AsyncIterator[None]:
+    """Bound a call to fal in time and translate whatever it raises."""
+    try:
+        async with asyncio.timeout(timeout):
+            yield
+    except ProviderError:
+        raise
+    except Exception as exc:
+        raise _error(what, exc) from exc
+
+
+class FalProvider:
+    name = "fal"
+
+    def __init__(
+        self,
+        key: str | None = None,
+        allowed_result_hosts: list[str] | None = None,
+        timeout: float = 30.0,
+        *,
+        allow_insecure_results: bool = False,
+        download_timeout: float = 600.0,
+    ) -> None:
+        fal_client.client.QUEUE_URL_FORMAT = _queue_url_from_env()
+        self.timeout = timeout
+        self.download_timeout = download_timeout
+        self._allowed_hosts = [h.lower().strip(".") for h in allowed_result_hosts or []]
+        self._allow_insecure = allow_insecure_results
+        self._fal = fal_client.AsyncClient(key=key, default_timeout=timeout)
+        self._fal_http: httpx.AsyncClient | None = None  # fal_client's own, created lazily
+        self._http = httpx.AsyncClient(
+            timeout=timeout,
+            follow_redirects=True,
+            max_redirects=5,
+            event_hooks={"request": [self._check_download_url]},
+        )
+
+    async def _handle(self, endpoint: str, request_id: str) -> fal_client.AsyncRequestHandle:
+        handle = await self._fal.get_handle(endpoint, request_id)
+        self._fal_http = handle.client
+        return handle
+
+    async def submit(self, request: SubmitRequest) -> str:
+        arguments = {"prompt": request.prompt, "image_url": request.image_url}
+        arguments.update(request.parameters)
+        async with _calling("submit", self.timeout):
+            handle = await self._fal.submit(
+                request.endpoint, arguments, webhook_url=request.webhook_url
+            )
+        self._fal_http = handle.client
+        return handle.request_id
+
+    async def status(self, endpoint: str, request_id: str) -> ProviderStatus:
+        async with _calling("status", self.timeout):
+            handle = await self._handle(endpoint, request_id)
+            st = await handle.status(with_logs=True)
+        if isinstance(st, fal_client.Queued):
+            return ProviderStatus("queued", queue_position=st.position)
+        logs = [
+            str(entry.get("message", "")) if isinstance(entry, dict) else str(entry)
+            for entry in (getattr(st, "logs", None) or [])
+        ]
+        if isinstance(st, fal_client.InProgress):
+            return ProviderStatus("processing", logs=logs)
+        return ProviderStatus("completed", logs=logs)
+
+    async def fetch_result(
+        self, endpoint: str, request_id: str, dest: Path, max_bytes: int
+    ) -> FetchedResult:
+        # One GET of the stored result (fal_client's result() would poll status first).
+        async with _calling("result", self.timeout):
+            handle = await self._handle(endpoint, request_id)
+            response = await handle.client.get(handle.response_url)
+            if response.is_error:
+                raise self._result_error(response)
+            result = response.json()
+        video = result.get("video") if isinstance(result, dict) else None
+        url = video.get("url") if isinstance(video, dict) else None
+        if not isinstance(url, str) or not url:
+            raise ProviderError("fal result has no video URL")
+        return await self._download(url, dest, max_bytes)
+
+    @staticmethod
+    def _result_error(response: httpx.Response) -> ProviderError:
+        """The result of a request that failed is an HTTP error carrying fal's `detail`.
+        A 5xx that carries fal's request id or error type is that stored failure (permanent);
+        a bare 5xx or 429 is the gateway having trouble (transient)."""
+        code = response.status_code
+        msg = _response_detail(response)
+        from_fal = "x-fal-request-id" in response.headers or "x-fal-error-type" in response.headers
+        if code == 429 or (code >= 500 and not from_fal):
+            return TransientProviderError(f"fal result failed (HTTP {code}): {msg}")
+        return ProviderError(msg)
+
+    async def _check_download_url(self, request: httpx.Request) -> None:
+        url = request.url
+        host = (url.host or "").lower()
+        secure = url.scheme == "https"
+        if not (secure or (url.scheme == "http" and self._allow_insecure and host in _LOCAL_HOSTS)):
+            raise ProviderError(f"refusing to download the video over {url.scheme}: {host}")
+        if self._allowed_hosts and not any(
+            host == h or host.endswith("." + h) for h in self._allowed_hosts
+        ):
+            raise ProviderError(f"refusing to download the video from {host}")
+
+    async def _download(self, url: str, dest: Path, max_bytes: int) -> FetchedResult:
+        try:
+            return await self._stream_to_file(url, dest, max_bytes)
+        except BaseException:
+            await anyio.Path(dest).unlink(missing_ok=True)  # no partial files left behind
+            raise
+
+    async def _stream_to_file(self, url: str, dest: Path, max_bytes: int) -> FetchedResult:
+        size = 0
+        async with (
+            _calling("video download", self.download_timeout),
+            self._http.stream("GET", url) as response,
+        ):
+            if response.is_error:
+                msg = f"video download failed (HTTP {response.status_code})"
+                if _is_transient_status(response.status_code):
+                    raise TransientProviderError(msg)
+                raise ProviderError(msg)
+            ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if not (ctype.startswith("video/") or ctype == "application/octet-stream"):
+                raise ProviderError(f"video download has content type {ctype or 'none'}")
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise ProviderError(f"video is {declared} bytes, over {max_bytes}")
+            async with await anyio.open_file(dest, "wb") as out:
+                async for chunk in response.aiter_bytes(_CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ProviderError(f"video is over {max_bytes} bytes")
+                    await out.write(chunk)
+        return FetchedResult(path=dest, size=size, content_type=ctype)
+
+    async def cancel(self, endpoint: str, request_id: str) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                handle = await self._handle(endpoint, request_id)
+                await handle.cancel()
+        except fal_client.FalClientHTTPError as exc:
+            if exc.status_code == 400 and "ALREADY_COMPLETED" in exc.response.text:
+                return  # finished before we asked: nothing to stop
+            raise _error("cancel", exc) from exc
+        except Exception as exc:
+            raise _error("cancel", exc) from exc
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        if self._fal_http is not None:
+            await self._fal_http.aclose()

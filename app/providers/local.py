@@ -1,0 +1,604 @@
+"""A video provider that renders real MP4s on this machine with ffmpeg.
+
+It is the default when no FAL_KEY is set. It behaves like fal's queue, so the job driver
+cannot tell the difference: `submit` returns a request id at once, at most `concurrency`
+renders run together and the others wait with a fal-style `queue_position` (the number of
+requests ahead, so 0 means next), a running render reports "Rendering N%" log lines, and a
+failed render reports "completed" and raises ProviderError from `fetch_result`.
+
+A render takes the start image (a `data:` URI or an http(s) URL), cover-crops it to the
+requested aspect ratio with Pillow, draws the caption into a transparent overlay with
+Pillow (no font files or fontconfig needed), and has ffmpeg (the binary shipped by
+imageio-ffmpeg) apply a slow zoom and pan and encode H.264 / yuv420p with the index at the
+front of the file, which every browser plays.
+
+Renders live in this process's memory: after a restart their ids are unknown, and status
+and fetch_result say so with a ProviderError, so the job fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import io
+import logging
+import math
+import re
+import time
+import unicodedata
+import urllib.parse
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import httpx
+import imageio_ffmpeg
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
+
+from app.providers.base import (
+    FetchedResult,
+    ProviderError,
+    ProviderStatus,
+    SubmitRequest,
+    TransientProviderError,
+)
+
+log = logging.getLogger(__name__)
+
+LOST_MESSAGE = "The local render was lost (the server restarted); please try again"
+CANCELED_MESSAGE = "The render was canceled"
+
+FPS = 24
+DEFAULT_DURATION = 5.0
+MIN_DURATION, MAX_DURATION = 1.0, 15.0
+# Output area: 640x360 for 16:9, 360x640 for 9:16, 480x480 for 1:1.
+OUTPUT_AREA = 640 * 360
+# The still is prepared at this multiple of the output size, so zoompan's whole-pixel crop
+# steps are a third of an output pixel and the motion looks smooth.
+SUPERSAMPLE = 3
+ZOOM = 0.15  # the clip ends 15% closer than it starts
+MAX_IMAGE_BYTES = 25 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_CAPTION_CHARS = 200
+COPY_CHUNK = 1024 * 1024
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf",
+)
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a model parameter such as 5, "5" or "5s"; clamped to 1..15, default 5."""
+    if value is None or isinstance(value, bool):
+        return DEFAULT_DURATION
+    try:
+        seconds = float(str(value).strip().lower().removesuffix("s"))
+    except ValueError:
+        return DEFAULT_DURATION
+    if not math.isfinite(seconds):
+        return DEFAULT_DURATION
+    return min(MAX_DURATION, max(MIN_DURATION, seconds))
+
+
+def frame_size(aspect_ratio: object) -> tuple[int, int]:
+    """Even output dimensions for an aspect ratio such as "16:9" (640x360), default 16:9."""
+    ratio = 16 / 9
+    if isinstance(aspect_ratio, str) and ":" in aspect_ratio:
+        left, _, right = aspect_ratio.partition(":")
+        try:
+            width, height = float(left), float(right)
+        except ValueError:
+            width = height = 0.0
+        if width > 0 and height > 0 and math.isfinite(width / height):
+            ratio = width / height
+    ratio = min(3.0, max(1 / 3, ratio))
+    width_f = math.sqrt(OUTPUT_AREA * ratio)
+    return 2 * round(width_f / 2), 2 * round(width_f / ratio / 2)
+
+
+@dataclass
+class _Render:
+    id: str
+    request: SubmitRequest | None  # dropped once the render has started (it may hold MBs)
+    duration: float
+    width: int
+    height: int
+    state: Literal["queued", "processing", "completed"] = "queued"
+    logs: list[str] = field(default_factory=list)
+    error: str | None = None
+    output: Path | None = None
+    task: asyncio.Task[None] | None = None
+    finished_at: float | None = None
+
+    @property
+    def frames(self) -> int:
+        return max(1, round(self.duration * FPS))
+
+
+class LocalProvider:
+    """Renders videos with ffmpeg, `concurrency` at a time, behind a fal-like queue."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        work_dir: Path,
+        concurrency: int = 2,
+        speed: float = 1.0,
+        *,
+        result_ttl: float = 3600.0,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
+        render_timeout: float = 300.0,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """`speed` scales the rendered length (0.2 renders a fifth of the requested
+        seconds; for tests). Finished videos are kept `result_ttl` seconds for fetching."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.work_dir = Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.concurrency = concurrency
+        self.speed = speed
+        self.result_ttl = result_ttl
+        self.max_image_bytes = max_image_bytes
+        self.render_timeout = render_timeout
+        self._ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+        self._renders: dict[str, _Render] = {}
+        self._waiting: deque[str] = deque()
+        self._running: set[str] = set()
+        self._http = http_client
+        self._owns_http = http_client is None
+        self._closed = False
+        self._remove_stale_files()
+
+    # --- the VideoProvider interface -------------------------------------------------
+
+    async def submit(self, request: SubmitRequest) -> str:
+        if self._closed:
+            raise TransientProviderError("The local renderer is shutting down")
+        self._prune()
+        width, height = frame_size(request.parameters.get("aspect_ratio"))
+        duration = parse_duration(request.parameters.get("duration")) * self.speed
+        render = _Render(
+            id=uuid.uuid4().hex,
+            request=request,
+            duration=max(1 / FPS, duration),
+            width=width,
+            height=height,
+        )
+        render.logs.append("Queued for rendering")
+        self._renders[render.id] = render
+        self._waiting.append(render.id)
+        self._dispatch()
+        return render.id
+
+    async def status(self, endpoint: str, request_id: str) -> ProviderStatus:
+        render = self._get(request_id)
+        if render.state == "queued":
+            return ProviderStatus(
+                state="queued",
+                queue_position=self._waiting.index(render.id),
+                logs=list(render.logs),
+            )
+        return ProviderStatus(state=render.state, logs=list(render.logs))
+
+    async def fetch_result(
+        self, endpoint: str, request_id: str, dest: Path, max_bytes: int
+    ) -> FetchedResult:
+        render = self._get(request_id)
+        if render.state != "completed":
+            raise TransientProviderError("The local render has not finished yet")
+        if render.error is not None:
+            raise ProviderError(render.error)
+        if render.output is None or not render.output.exists():
+            raise ProviderError(LOST_MESSAGE)
+        size = await asyncio.to_thread(_copy_capped, render.output, Path(dest), max_bytes)
+        return FetchedResult(path=Path(dest), size=size, content_type="video/mp4")
+
+    async def cancel(self, endpoint: str, request_id: str) -> None:
+        render = self._renders.get(request_id)
+        if render is None or render.state == "completed":
+            return
+        if render.state == "queued":
+            self._waiting.remove(render.id)
+            self._finish(render, CANCELED_MESSAGE)
+            return
+        if render.task is not None:
+            render.task.cancel()
+            # asyncio.wait does not re-raise the task's CancelledError, so a cancellation
+            # of this caller itself still propagates.
+            await asyncio.wait([render.task])
+
+    async def aclose(self) -> None:
+        self._closed = True
+        while self._waiting:
+            self._finish(self._renders[self._waiting.popleft()], "The local renderer stopped")
+        tasks = [r.task for r in self._renders.values() if r.task is not None and not r.task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if self._http is not None and self._owns_http:
+            await self._http.aclose()
+            self._http = None
+
+    # --- the queue ---------------------------------------------------------------------
+
+    def _get(self, request_id: str) -> _Render:
+        render = self._renders.get(request_id)
+        if render is None:
+            raise ProviderError(LOST_MESSAGE)
+        return render
+
+    def _dispatch(self) -> None:
+        while self._waiting and len(self._running) < self.concurrency and not self._closed:
+            render = self._renders[self._waiting.popleft()]
+            render.state = "processing"
+            self._running.add(render.id)
+            render.task = asyncio.create_task(self._run(render), name=f"render-{render.id}")
+
+    def _finish(self, render: _Render, error: str | None) -> None:
+        render.error = error
+        render.state = "completed"
+        render.finished_at = time.monotonic()
+        render.request = None
+
+    async def _run(self, render: _Render) -> None:
+        error: str | None = None
+        try:
+            async with asyncio.timeout(self.render_timeout):
+                await self._render(render)
+        except asyncio.CancelledError:
+            error = CANCELED_MESSAGE
+            raise
+        except ProviderError as exc:
+            error = str(exc)
+        except TimeoutError:
+            error = f"The local render took longer than {self.render_timeout:g} s"
+        except Exception as exc:
+            log.exception("local render %s failed", render.id)
+            error = f"The local render failed: {exc}"
+        finally:
+            for suffix in (".bg.png", ".caption.png", ".part"):
+                self._path(render.id, suffix).unlink(missing_ok=True)
+            if error is None:
+                render.output = self._path(render.id, ".mp4")
+                render.logs.append("Render finished")
+            else:
+                render.logs.append(error)
+            self._finish(render, error)
+            self._running.discard(render.id)
+            self._dispatch()
+
+    def _prune(self) -> None:
+        """Forget renders finished more than result_ttl ago and delete their files."""
+        now = time.monotonic()
+        for render in list(self._renders.values()):
+            if render.finished_at is not None and now - render.finished_at > self.result_ttl:
+                del self._renders[render.id]
+                if render.output is not None:
+                    render.output.unlink(missing_ok=True)
+
+    def _remove_stale_files(self) -> None:
+        """Delete files another run of this process left behind (they cannot be fetched)."""
+        cutoff = time.time() - self.result_ttl
+        for path in self.work_dir.iterdir():
+            with contextlib.suppress(OSError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+
+    def _path(self, render_id: str, suffix: str) -> Path:
+        return self.work_dir / f"{render_id}{suffix}"
+
+    # --- one render ----------------------------------------------------------------
+
+    async def _render(self, render: _Render) -> None:
+        request = render.request
+        assert request is not None
+        render.request = None
+        render.logs.append("Preparing the start image")
+        raw = await self._load_image(request.image_url)
+        background = self._path(render.id, ".bg.png")
+        caption = self._path(render.id, ".caption.png")
+        has_caption = await asyncio.to_thread(
+            _prepare_inputs, raw, render.width, render.height, request.caption, background, caption
+        )
+        del raw
+        await self._encode(render, background, caption if has_caption else None)
+        self._path(render.id, ".part").replace(self._path(render.id, ".mp4"))
+
+    async def _encode(self, render: _Render, background: Path, caption: Path | None) -> None:
+        frames = render.frames
+        # Slow zoom in, with a sideways drift whose direction depends on the request.
+        drift = "(0.3+0.4*on/{n})" if int(render.id[-1], 16) % 2 else "(0.7-0.4*on/{n})"
+        zoompan = (
+            f"zoompan=z='1+{ZOOM}*on/{frames}'"
+            f":x='(iw-iw/zoom)*{drift.format(n=frames)}':y='(ih-ih/zoom)/2'"
+            f":d={frames}:s={render.width}x{render.height}:fps={FPS}"
+        )
+        inputs = ["-i", str(background)]
+        if caption is None:
+            graph = f"[0:v]{zoompan},setsar=1,format=yuv420p[v]"
+        else:
+            inputs += ["-i", str(caption)]
+            graph = f"[0:v]{zoompan},setsar=1[bg];[bg][1:v]overlay=0:0,format=yuv420p[v]"
+        args = [
+            self._ffmpeg,
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            *inputs,
+            "-filter_complex",
+            graph,
+            "-map",
+            "[v]",
+            "-frames:v",
+            str(frames),
+            "-r",
+            str(FPS),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "23",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+            "-an",
+            "-progress",
+            "pipe:1",
+            "-stats_period",
+            "0.25",
+            "-f",
+            "mp4",
+            str(self._path(render.id, ".part")),
+        ]
+        render.logs.append("Rendering 0%")
+        process = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stderr_task = asyncio.create_task(_read_tail(process.stderr))
+        try:
+            await self._follow_progress(render, process.stdout, frames)
+            returncode = await process.wait()
+            stderr = await stderr_task
+        finally:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+            if not stderr_task.done():
+                stderr_task.cancel()
+                await asyncio.wait([stderr_task])
+        if returncode != 0:
+            detail = stderr.decode("utf-8", "replace").strip().splitlines()
+            reason = detail[-1] if detail else f"exit status {returncode}"
+            raise ProviderError(f"The local render failed: ffmpeg: {reason}")
+        if render.logs[-1] != "Rendering 100%":
+            render.logs.append("Rendering 100%")
+
+    async def _follow_progress(
+        self, render: _Render, stdout: asyncio.StreamReader | None, frames: int
+    ) -> None:
+        """Turn ffmpeg's `-progress` key=value blocks into "Rendering N%" log lines."""
+        if stdout is None:
+            return
+        done = 0
+        shown = 0
+        async for raw_line in stdout:
+            key, _, value = raw_line.decode("ascii", "replace").strip().partition("=")
+            if key == "frame" and value.isdigit():
+                done = int(value)
+            elif key == "progress":
+                percent = 100 if value == "end" else min(99, done * 100 // frames)
+                if percent > shown:
+                    shown = percent
+                    render.logs.append(f"Rendering {percent}%")
+
+    # --- the start image ---------------------------------------------------------------
+
+    async def _load_image(self, url: str) -> bytes:
+        if url.startswith("data:"):
+            return _decode_data_uri(url, self.max_image_bytes)
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ProviderError("The start image URL must be a data: URI or an http(s) URL")
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True
+            )
+        try:
+            async with self._http.stream("GET", url) as response:
+                if response.status_code != 200:
+                    raise ProviderError(
+                        f"Could not fetch the start image (HTTP {response.status_code})"
+                    )
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self.max_image_bytes:
+                    raise ProviderError(_too_large(self.max_image_bytes))
+                buffer = bytearray()
+                async for chunk in response.aiter_bytes():
+                    buffer += chunk
+                    if len(buffer) > self.max_image_bytes:
+                        raise ProviderError(_too_large(self.max_image_bytes))
+                return bytes(buffer)
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"Could not fetch the start image: {exc}") from exc
+
+
+# --- helpers run in worker threads -------------------------------------------------------
+
+
+def _too_large(limit: int) -> str:
+    return f"The start image is larger than the limit of {limit:,} bytes"
+
+
+def _decode_data_uri(url: str, limit: int) -> bytes:
+    header, comma, payload = url[5:].partition(",")
+    if not comma:
+        raise ProviderError("The start image data: URI is malformed")
+    if len(payload) > limit * 4 // 3 + 4:
+        raise ProviderError(_too_large(limit))
+    if header.lower().endswith(";base64"):
+        try:
+            data = base64.b64decode(
+                re.sub(r"\s+", "", urllib.parse.unquote(payload)), validate=True
+            )
+        except (binascii.Error, ValueError) as exc:
+            raise ProviderError("The start image data: URI is not valid base64") from exc
+    else:
+        data = urllib.parse.unquote_to_bytes(payload)
+    if len(data) > limit:
+        raise ProviderError(_too_large(limit))
+    return data
+
+
+def _prepare_inputs(
+    raw: bytes, width: int, height: int, caption: str, background: Path, overlay: Path
+) -> bool:
+    """Write the cover-cropped still (at SUPERSAMPLE x the output size) and, when there is a
+    caption, a transparent overlay with it. Returns whether the overlay was written."""
+    try:
+        with Image.open(io.BytesIO(raw)) as opened:
+            if opened.width * opened.height > MAX_IMAGE_PIXELS:
+                raise ProviderError("The start image has too many pixels")
+            target = (width * SUPERSAMPLE, height * SUPERSAMPLE)
+            opened.draft("RGB", target)  # JPEG: decode at a reduced size when it can
+            image = ImageOps.exif_transpose(opened)
+            image.load()
+    except ProviderError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        raise ProviderError(f"The start image could not be read: {exc}") from exc
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, (16, 16, 16))
+        image.paste(rgba, mask=rgba.getchannel("A"))
+    else:
+        image = image.convert("RGB")
+    image = ImageOps.fit(image, target, method=Image.Resampling.LANCZOS)
+    image.save(background, "PNG", compress_level=1)
+
+    text = _clean_caption(caption)
+    if not text:
+        return False
+    _caption_overlay(text, width, height).save(overlay, "PNG", compress_level=1)
+    return True
+
+
+def _clean_caption(caption: str) -> str:
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in (caption or ""))
+    text = " ".join(text.split())
+    if len(text) > MAX_CAPTION_CHARS:
+        text = text[: MAX_CAPTION_CHARS - 1].rstrip() + "…"
+    return text
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    for candidate in FONT_CANDIDATES:
+        with contextlib.suppress(OSError):
+            return ImageFont.truetype(candidate, size)
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's bundled font (needs FreeType)
+    except (ImportError, OSError, TypeError):
+        return ImageFont.load_default()
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> list[str]:
+    lines: list[str] = []
+    current = ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}".strip()
+        if font.getlength(candidate) <= width or not current:
+            current = candidate
+        else:
+            lines.append(current)
+            current = word
+    if current:
+        lines.append(current)
+    # A single word wider than the frame: cut it to fit.
+    fitted = []
+    for line in lines:
+        while len(line) > 1 and font.getlength(line) > width:
+            line = line[:-2] + "…"
+        fitted.append(line)
+    return fitted
+
+
+def _caption_overlay(text: str, width: int, height: int) -> Image.Image:
+    size = max(12, round(min(width, height) / 14))
+    font = _font(size)
+    margin = round(size * 0.6)
+    lines = _wrap(text, font, width - 4 * margin)
+    if len(lines) > 3:
+        lines = lines[:3]
+        lines[2] = lines[2].rstrip("…") + "…"
+        while len(lines[2]) > 1 and font.getlength(lines[2]) > width - 4 * margin:
+            lines[2] = lines[2][:-2] + "…"
+    line_height = round(size * 1.25)
+    block = line_height * len(lines)
+    overlay = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    top = height - margin - block - margin
+    widest = max(font.getlength(line) for line in lines)
+    left = (width - widest) / 2 - margin
+    draw.rounded_rectangle(
+        (left, top - margin / 2, width - left, height - margin),
+        radius=margin / 2,
+        fill=(0, 0, 0, 140),
+    )
+    for index, line in enumerate(lines):
+        draw.text(
+            (width / 2, top + index * line_height + line_height / 2),
+            line,
+            font=font,
+            fill=(255, 255, 255, 255),
+            anchor="mm",
+            stroke_width=max(1, size // 14),
+            stroke_fill=(0, 0, 0, 255),
+        )
+    return overlay
+
+
+def _copy_capped(source: Path, dest: Path, max_bytes: int) -> int:
+    """Copy in chunks; refuse (and leave no dest) when the file exceeds max_bytes."""
+    size = source.stat().st_size
+    if size > max_bytes:
+        raise ProviderError(f"The video is {size} bytes, over the {max_bytes}-byte limit")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    copied = 0
+    try:
+        with source.open("rb") as reader, dest.open("wb") as writer:
+            while chunk := reader.read(COPY_CHUNK):
+                copied += len(chunk)
+                if copied > max_bytes:
+                    raise ProviderError(f"The video is over the {max_bytes}-byte limit")
+                writer.write(chunk)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return copied
+
+
+async def _read_tail(stream: asyncio.StreamReader | None, keep: int = 4096) -> bytes:
+    """Read a stream to its end, keeping only the last `keep` bytes."""
+    if stream is None:
+        return b""
+    tail = b""
+    while chunk := await stream.read(65536):
+        tail = (tail + chunk)[-keep:]
+    return tail

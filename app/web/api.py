@@ -1,0 +1,225 @@
+"""The JSON API (also used by the pages' htmx forms where it fits)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, Parameter
+
+from app.db import jobs as jobs_db
+from app.db import library as library_db
+from app.db import templates as templates_db
+from app.db import users as users_db
+from app.jobs.service import JobRequestError
+from app.jobs.states import FINAL, Status, public_status
+from app.web.auth import require_user, services_of, user_id_of
+from app.web.responses import error, is_htmx
+from app.web.uploads import MAX_UPLOAD_BYTES, UploadRejected, inspect_image
+
+STATUS_FILTERS = {
+    "active": sorted(s.value for s in Status if s not in FINAL),
+    "completed": ["completed"], "failed": ["failed"], "canceled": ["canceled"],
+}
+
+
+def template_json(t: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "slug": t["slug"], "name": t["name"], "description": t["description"],
+        "credits": t["credits"],
+        "variables": [{"name": v["name"], "label": v.get("label", v["name"]),
+                       "required": bool(v.get("required")), "maxLength": v.get("maxLength")}
+                      for v in t.get("variables", [])],
+    }
+
+
+async def library_json(request: Request, item: dict[str, Any]) -> dict[str, Any]:
+    return {"key": item["key"], "kind": item["kind"],
+            "url": await services_of(request).storage.url(item["key"]),
+            "createdAt": item["created_at"].isoformat()}
+
+
+async def job_status_json(request: Request, job: dict[str, Any]) -> dict[str, Any]:
+    status = public_status(job["status"])
+    if status == Status.COMPLETED:
+        return {"status": status, "url": await services_of(request).storage.url(job["result_key"]),
+                "key": job["result_key"], "credits": job["credits"]}
+    if status in (Status.FAILED, Status.CANCELED):
+        return {"status": status, "error": job.get("error") or status}
+    body: dict[str, Any] = {"status": status, "message": status_message(job)}
+    if job.get("queue_position") is not None:
+        body["queuePosition"] = job["queue_position"]
+    return body
+
+
+def status_message(job: dict[str, Any]) -> str:
+    s = job["status"]
+    if s == Status.PENDING:
+        return "Starting…"
+    if s == Status.QUEUED:
+        pos = job.get("queue_position")
+        return f"In queue (position {pos + 1})" if pos is not None else "In queue"
+    if s == Status.FINALIZING:
+        return "Saving your video…"
+    return job.get("last_log") or "Generating video…"
+
+
+def job_json(job: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "jobId": str(job["id"].id), "status": public_status(job["status"]),
+        "template": job["template"], "startKey": job["start_key"],
+        "variables": job.get("variables") or {}, "credits": job["credits"],
+        "createdAt": job["created_at"].isoformat(),
+        "finishedAt": job["finished_at"].isoformat() if job.get("finished_at") else None,
+        "key": job.get("result_key"), "error": job.get("error"),
+    }
+
+
+class ApiController(Controller):
+    path = "/api"
+
+    @get("/me")
+    async def me(self, request: Request) -> dict[str, Any]:
+        user = await require_user(request)
+        return {"email": user["email"], "credits": user["balance"],
+                "available": users_db.available(user)}
+
+    @get("/templates")
+    async def templates(self, request: Request) -> list[dict[str, Any]]:
+        return [template_json(t) for t in await templates_db.list_active(services_of(request).db)]
+
+    @get("/library")
+    async def library(self, request: Request) -> list[dict[str, Any]]:
+        user = await require_user(request)
+        items = await library_db.list_for(services_of(request).db, user_id_of(user))
+        return [await library_json(request, i) for i in items]
+
+    @post("/library", request_max_body_size=MAX_UPLOAD_BYTES + 1024 * 1024)
+    async def upload(
+        self, request: Request,
+        data: Annotated[UploadFile, Body(media_type=RequestEncodingType.MULTI_PART)],
+    ) -> Response:
+        user = await require_user(request)
+        services = services_of(request)
+        content = await data.read() if isinstance(data, UploadFile) else b""
+        try:
+            ext, content_type = inspect_image(content)
+        except UploadRejected as exc:
+            return error(400, "invalid_image", str(exc), field="file")
+        uid = user_id_of(user)
+        key = f"users/{uid}/library/{uuid.uuid4().hex}.{ext}"
+        await services.storage.put_bytes(key, content, content_type)
+        item = await library_db.add(services.db, uid, key, "image", content_type, len(content),
+                                    name=(data.filename or "")[:200] or None)
+        body = await library_json(request, item)
+        if is_htmx(request):
+            html = services.fragments.library_tile(item, body["url"])
+            return Response(html, status_code=201, media_type="text/html")
+        return Response({k: body[k] for k in ("key", "kind", "url")}, status_code=201)
+
+    @delete("/library", status_code=200)
+    async def delete_item(self, request: Request, key: str) -> Response:
+        user = await require_user(request)
+        services = services_of(request)
+        uid = user_id_of(user)
+        item = await library_db.get_owned(services.db, uid, key)
+        if item is None:
+            return error(404, "not_found", "No such item in your library", field="key")
+        await library_db.delete_owned(services.db, uid, key)
+        await services.storage.delete(key)
+        if is_htmx(request):
+            return Response("", status_code=200, media_type="text/html")
+        return Response({"deleted": key})
+
+    @post("/templates/video", status_code=202)
+    async def submit(self, request: Request) -> Response:
+        user = await require_user(request)
+        services = services_of(request)
+        payload = await _submission(request)
+        if isinstance(payload, Response):
+            return payload
+        try:
+            job = await services.jobs.create(
+                user_id_of(user), payload.get("templateSlug"), payload.get("startKey"),
+                payload.get("variables"), services.settings.provider_name,
+            )
+        except JobRequestError as exc:
+            if is_htmx(request):
+                from app.web.pages import generate_error_response
+
+                return await generate_error_response(request, user, payload, exc)
+            return Response(exc.body, status_code=exc.status)
+        if is_htmx(request):
+            from app.web.pages import generate_success_response
+
+            return await generate_success_response(request, user, payload, job)
+        return Response({"jobId": str(job["id"].id), "status": "pending",
+                         "credits": job["credits"], "message": "Generating video…"},
+                        status_code=202)
+
+    @get("/templates/video/status")
+    async def status(
+        self, request: Request, job_id: Annotated[str, Parameter(query="jobId")]
+    ) -> Response:
+        user = await require_user(request)
+        job = await jobs_db.get_owned(services_of(request).db, _safe_id(job_id), user_id_of(user))
+        if job is None:
+            return error(404, "not_found", "No such job", field="jobId")
+        return Response(await job_status_json(request, job))
+
+    @post("/templates/video/cancel", status_code=200)
+    async def cancel(
+        self, request: Request, job_id: Annotated[str, Parameter(query="jobId")]
+    ) -> Response:
+        user = await require_user(request)
+        services = services_of(request)
+        try:
+            job = await services.jobs.cancel(user_id_of(user), _safe_id(job_id))
+        except JobRequestError as exc:
+            return Response(exc.body, status_code=exc.status)
+        if is_htmx(request):
+            return Response(services.fragments.job_card(job), media_type="text/html")
+        return Response(await job_status_json(request, job))
+
+    @get("/jobs")
+    async def jobs(
+        self, request: Request, status: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        offset: Annotated[int, Parameter(ge=0, le=100_000)] = 0,
+    ) -> Response:
+        user = await require_user(request)
+        if status is not None and status not in STATUS_FILTERS:
+            return error(400, "invalid", f"status must be one of {', '.join(STATUS_FILTERS)}",
+                         field="status")
+        rows = await jobs_db.list_for(
+            services_of(request).db, user_id_of(user),
+            STATUS_FILTERS[status] if status else None, limit=limit + 1, offset=offset,
+        )
+        return Response({"jobs": [job_json(j) for j in rows[:limit]],
+                         "nextOffset": offset + limit if len(rows) > limit else None})
+
+
+def _safe_id(job_id: str) -> str:
+    """Job ids are uuid hex; anything else simply matches no job."""
+    return job_id if job_id.isalnum() and len(job_id) <= 64 else "invalid"
+
+
+async def _submission(request: Request) -> dict[str, Any] | Response:
+    """The submission from JSON, or from the generate form (fields `variables.NAME`)."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("application/json") or not ctype:
+        try:
+            body = await request.json()
+        except Exception:
+            return error(400, "invalid_json", "The body must be a JSON object", field="body")
+        if not isinstance(body, dict):
+            return error(400, "invalid_json", "The body must be a JSON object", field="body")
+        return body
+    form = await request.form()
+    variables = {k.removeprefix("variables."): v for k, v in form.items()
+                 if k.startswith("variables.")}
+    return {"templateSlug": form.get("templateSlug"), "startKey": form.get("startKey"),
+            "variables": variables}

@@ -1,0 +1,41 @@
+"""Refuse requests whose Host header names a host we don't serve (DNS rebinding, cache
+poisoning, poisoned absolute URLs). Litestar's own middleware compares the header with
+its port included, so "localhost:8000" never matches "localhost"; this one compares the
+host name alone."""
+
+from __future__ import annotations
+
+from litestar.datastructures import Headers
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import JSONResponse
+
+
+def host_name(header: str) -> str:
+    header = header.strip().lower()
+    if header.startswith("["):  # [::1]:8000
+        return header.split("]", 1)[0] + "]"
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class AllowedHosts(ASGIMiddleware):
+    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
+
+    def __init__(self, hosts: list[str]):
+        self.any = "*" in hosts
+        self.exact = {h.lower() for h in hosts if not h.startswith("*.")}
+        self.suffixes = tuple(h[1:].lower() for h in hosts if h.startswith("*."))
+
+    def allowed(self, header: str | None) -> bool:
+        if self.any:
+            return True
+        name = host_name(header or "")
+        return bool(name) and (name in self.exact or name.endswith(self.suffixes or ("\0",)))
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if self.allowed(Headers.from_scope(scope).get("host")):
+            await next_app(scope, receive, send)
+            return
+        response = JSONResponse({"error": "invalid_host", "message": "Invalid Host header"}, 400)
+        await response(scope, receive, send)  # type: ignore[arg-type]

@@ -1,0 +1,29 @@
+"""Local-storage files, served only to their owner (S3 storage hands out presigned URLs)."""
+
+from __future__ import annotations
+
+from litestar import Request, Response, get
+from litestar.response import File
+
+from app.db import library as library_db
+from app.web.auth import current_user, services_of, user_id_of
+from app.web.responses import error
+
+
+@get("/media/{key:path}", include_in_schema=False)
+async def media(request: Request, key: str) -> File | Response:
+    user = await current_user(request)
+    key = key.lstrip("/")
+    if user is None:
+        return error(401, "not_signed_in", "Sign in first")
+    services = services_of(request)
+    storage = services.storage
+    owned = await library_db.get_owned(services.db, user_id_of(user), key)
+    if owned is None or not hasattr(storage, "path_for"):
+        return error(404, "not_found", "No such file")
+    path = storage.path_for(key)
+    if not path.is_file():
+        return error(404, "not_found", "No such file")
+    return File(path=path, media_type=owned["content_type"], content_disposition_type="inline",
+                headers={"Cache-Control": "private, max-age=3600",
+                         "X-Content-Type-Options": "nosniff"})

@@ -1,0 +1,267 @@
+"""Server-rendered pages and the fragments their htmx controls fetch."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from litestar import Controller, Request, Response, get, post
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, Parameter
+from litestar.response import Redirect, Template
+
+from app.db import jobs as jobs_db
+from app.db import library as library_db
+from app.db import templates as templates_db
+from app.db import users as users_db
+from app.db.connection import Thrown
+from app.jobs.service import JobRequestError
+from app.web.api import STATUS_FILTERS
+from app.web.auth import (
+    MAX_PASSWORD,
+    MIN_PASSWORD,
+    current_user,
+    hash_password,
+    services_of,
+    user_id_of,
+    verify_password,
+)
+
+LOGIN_FAILED = "That email and password don't match an account."
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site paths: never an open redirect after sign-in."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    return target if not parts.scheme and not parts.netloc else "/"
+
+
+async def _images(request: Request, user_id: str) -> list[dict[str, Any]]:
+    storage = services_of(request).storage
+    items = await library_db.list_for(services_of(request).db, user_id)
+    return [{**i, "url": await storage.url(i["key"])} for i in items]
+
+
+async def job_urls(request: Request, rows: list[dict[str, Any]]) -> dict[str, str]:
+    storage = services_of(request).storage
+    return {str(j["id"].id): await storage.url(j["result_key"])
+            for j in rows if j.get("result_key")}
+
+
+async def generate_context(
+    request: Request, user: dict[str, Any], *, template_slug: str | None = None,
+    image_key: str | None = None, values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None, images: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Everything the generate component needs, for both places it appears."""
+    db = services_of(request).db
+    templates = await templates_db.list_active(db)
+    if images is None:
+        images = await _images(request, user_id_of(user))
+    image_list = [i for i in images if i["kind"] == "image"]
+    chosen = next((t for t in templates if t["slug"] == template_slug), None)
+    chosen = chosen or (templates[0] if templates else None)
+    image = next((i for i in image_list if i["key"] == image_key), None)
+    image = image or (image_list[0] if image_list else None)
+    return {"templates": templates, "template": chosen, "images": image_list, "image": image,
+            "values": values or {}, "errors": errors or {}, "user": user,
+            "available": users_db.available(user)}
+
+
+async def _page(request: Request, name: str, user: dict[str, Any] | None, **ctx: Any) -> Template:
+    return Template(template_name=f"pages/{name}.html",
+                    context={"user": user, "active_nav": name, **ctx})
+
+
+async def generate_error_response(
+    request: Request, user: dict[str, Any], payload: dict[str, Any], exc: JobRequestError
+) -> Response:
+    """Re-render the form with what was typed and the server's message; add a toast."""
+    fragments = services_of(request).fragments
+    field = exc.body.get("field")
+    values = {k: str(v) for k, v in (payload.get("variables") or {}).items()}
+    errors = {field: exc.body.get("message", "")} if field else {}
+    ctx = await generate_context(request, user, template_slug=payload.get("templateSlug"),
+                                 image_key=payload.get("startKey"), values=values,
+                                 errors=errors)
+    html = fragments.render("generate", **ctx, oob=False)
+    if exc.status == 402:
+        html += _oob_toast(fragments.message_toast(
+            "error", f"Not enough credits: this template costs {exc.body['required']}, "
+            f"you have {exc.body['available']} available.", "/account", "See your credits"))
+    elif exc.status == 429 or not field:
+        html += _oob_toast(fragments.message_toast("warning", exc.body.get("message", "")))
+    return Response(html, status_code=exc.status, media_type="text/html")
+
+
+async def generate_success_response(
+    request: Request, user: dict[str, Any], payload: dict[str, Any], job: dict[str, Any]
+) -> Response:
+    """The form stays as it was; the card and the spinner toast arrive with the answer (the
+    stream sends them too; the page keeps one of each, by id)."""
+    services = services_of(request)
+    fresh = await users_db.by_id(services.db, user_id_of(user))
+    values = {k: str(v) for k, v in (payload.get("variables") or {}).items()}
+    ctx = await generate_context(request, fresh or user,
+                                 template_slug=payload.get("templateSlug"),
+                                 image_key=payload.get("startKey"), values=values)
+    f = services.fragments
+    html = f.render("generate", **ctx, oob=False)
+    html += f'<template hx-swap-oob="afterbegin:#job-list">{f.job_card(job)}</template>'
+    html += _oob_toast(f.toast(job))
+    if fresh:
+        html += f.credits(fresh).replace('id="credits"', 'id="credits" hx-swap-oob="true"', 1)
+    return Response(html, status_code=202, media_type="text/html")
+
+
+def _oob_toast(html: str) -> str:
+    return f'<template hx-swap-oob="beforeend:#toasts">{html}</template>'
+
+
+class PageController(Controller):
+    @get("/", name="workspace")
+    async def workspace(self, request: Request, image: str | None = None) -> Template | Redirect:
+        user = await current_user(request)
+        if user is None:
+            return Redirect("/login")
+        uid = user_id_of(user)
+        items = await _images(request, uid)
+        ctx = await generate_context(request, user, image_key=image, images=items)
+        recent = await jobs_db.list_for(services_of(request).db, uid, limit=8)
+        return await _page(request, "workspace", user, items=items, jobs=recent, gen=ctx,
+                           urls=await job_urls(request, recent))
+
+    @get("/templates", name="templates")
+    async def templates(self, request: Request, template: str | None = None,
+                        image: str | None = None) -> Template | Redirect:
+        user = await current_user(request)
+        if user is None:
+            return Redirect("/login?next=/templates")
+        ctx = await generate_context(request, user, template_slug=template, image_key=image)
+        recent = await jobs_db.list_for(services_of(request).db, user_id_of(user), limit=8)
+        return await _page(request, "templates", user, gen=ctx, jobs=recent,
+                           urls=await job_urls(request, recent), selected=template)
+
+    @get("/jobs", name="jobs")
+    async def jobs(self, request: Request, status: str | None = None) -> Template | Redirect:
+        user = await current_user(request)
+        if user is None:
+            return Redirect("/login?next=/jobs")
+        selected = status if status in STATUS_FILTERS else None
+        rows = await jobs_db.list_for(services_of(request).db, user_id_of(user),
+                                      STATUS_FILTERS[selected] if selected else None, limit=100)
+        return await _page(request, "jobs", user, jobs=rows, urls=await job_urls(request, rows),
+                           filter=selected)
+
+    @get("/account", name="account")
+    async def account(self, request: Request) -> Template | Redirect:
+        user = await current_user(request)
+        if user is None:
+            return Redirect("/login?next=/account")
+        db = services_of(request).db
+        ledger = await db.read_one(
+            "SELECT * FROM ledger WHERE owner = $u ORDER BY created_at DESC LIMIT 50",
+            {"u": user["id"]},
+        )
+        return await _page(request, "account", user, ledger=ledger,
+                           available=users_db.available(user))
+
+    @get("/fragments/generate")
+    async def generate_fragment(
+        self, request: Request,
+        template_slug: Annotated[str | None, Parameter(query="templateSlug")] = None,
+        start_key: Annotated[str | None, Parameter(query="startKey")] = None,
+    ) -> Template | Response:
+        user = await current_user(request)
+        if user is None:
+            return Response("", status_code=401)
+        ctx = await generate_context(request, user, template_slug=template_slug,
+                                     image_key=start_key)
+        return Template(template_name="partials/generate.html", context={**ctx, "oob": False})
+
+    @get("/fragments/panel")
+    async def panel_fragment(
+        self, request: Request, image: str | None = None
+    ) -> Template | Response:
+        user = await current_user(request)
+        if user is None:
+            return Response("", status_code=401)
+        ctx = await generate_context(request, user, image_key=image)
+        return Template(template_name="partials/workspace_panel.html", context={"gen": ctx})
+
+    # -- sign-in -------------------------------------------------------------------
+    @get("/login", name="login")
+    async def login_page(self, request: Request, next: str | None = None) -> Template:
+        return await _page(request, "login", None, next=safe_next(next), error=None, email="")
+
+    @get("/signup", name="signup")
+    async def signup_page(self, request: Request) -> Template:
+        return await _page(request, "signup", None, errors={}, email="")
+
+    @post("/login")
+    async def login(
+        self, request: Request,
+        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
+    ) -> Template | Redirect:
+        services = services_of(request)
+        email = (data.get("email") or "").strip().lower()[:254]
+        password = (data.get("password") or "")[:MAX_PASSWORD]
+        target = safe_next(data.get("next"))
+        throttle = request.app.state.login_throttle
+        keys = (f"email:{email}", f"ip:{_client(request)}")
+        wait = throttle.delay(*keys)
+        if wait is None:
+            return Template(template_name="pages/login.html", status_code=429, context={
+                "user": None, "next": target, "email": email,
+                "error": "Too many attempts. Wait a few minutes and try again."})
+        if wait:
+            import asyncio
+
+            await asyncio.sleep(wait)
+        user = await users_db.by_email(services.db, email) if email else None
+        if not await verify_password(user["password_hash"] if user else None, password):
+            throttle.failed(*keys)
+            return Template(template_name="pages/login.html", status_code=400, context={
+                "user": None, "next": target, "email": email, "error": LOGIN_FAILED})
+        throttle.succeeded(keys[0])
+        request.set_session({"uid": user_id_of(user)})
+        return Redirect(target, status_code=303)
+
+    @post("/signup")
+    async def signup(
+        self, request: Request,
+        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
+    ) -> Template | Redirect:
+        services = services_of(request)
+        email = (data.get("email") or "").strip().lower()
+        password = data.get("password") or ""
+        errors: dict[str, str] = {}
+        if "@" not in email or len(email) > 254 or " " in email:
+            errors["email"] = "Enter a valid email address."
+        if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+            errors["password"] = f"Use {MIN_PASSWORD} to {MAX_PASSWORD} characters."
+        user = None
+        if not errors:
+            try:
+                user = await users_db.create(services.db, email, hash_password(password),
+                                             services.settings.signup_credits)
+            except Thrown:
+                errors["email"] = "An account with this email already exists. Sign in instead."
+            except Exception:
+                errors["email"] = "Enter a valid email address."
+        if errors or user is None:
+            return Template(template_name="pages/signup.html", status_code=400,
+                            context={"user": None, "errors": errors, "email": email})
+        request.set_session({"uid": user_id_of(user)})
+        return Redirect("/", status_code=303)
+
+    @post("/logout")
+    async def logout(self, request: Request) -> Redirect:
+        request.clear_session()
+        return Redirect("/login", status_code=303)

@@ -1,0 +1,81 @@
+"""The Jinja environment and the fragment renderers shared by pages, API responses and
+the event stream (one partial per stateful widget, rendered the same way everywhere)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from app.jobs.states import FINAL, public_status
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+SLOW_AFTER_SECONDS = 600  # the toast says "taking longer" after 10 minutes
+
+
+def _elapsed(job: dict[str, Any]) -> int:
+    end = job.get("finished_at") or datetime.now(UTC)
+    return max(0, int((end - job["created_at"]).total_seconds()))
+
+
+def _job_view(job: dict[str, Any]) -> dict[str, Any]:
+    """What the partials need of a job, computed in one place."""
+    elapsed = _elapsed(job)
+    typical = max(1, int(job.get("typical_seconds") or 120))
+    status = job["status"]
+    return {
+        "id": str(job["id"].id), "status": status, "public_status": public_status(status),
+        "template_name": job.get("template_name", ""), "template": job.get("template", ""),
+        "variables": job.get("variables") or {}, "queue_position": job.get("queue_position"),
+        "last_log": job.get("last_log"), "error": job.get("error"),
+        "credits": job.get("credits"), "result_key": job.get("result_key"),
+        "start_key": job.get("start_key"), "final": status in FINAL,
+        "elapsed": elapsed, "typical": typical,
+        "progress": min(95, int(100 * elapsed / typical)) if status not in FINAL else 100,
+        "slow_in": max(0, SLOW_AFTER_SECONDS - elapsed),
+        "created_at": job["created_at"],
+    }
+
+
+def make_environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(["html"]),
+        enable_async=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["job_view"] = _job_view
+    env.filters["duration"] = lambda s: f"{int(s) // 60}:{int(s) % 60:02d}"
+    return env
+
+
+class Fragments:
+    """Renders the partials the stream pushes and the handlers return."""
+
+    def __init__(self, env: Environment):
+        self.env = env
+
+    def render(self, name: str, **context: Any) -> str:
+        return self.env.get_template(f"partials/{name}.html").render(**context)
+
+    def job_card(self, job: dict[str, Any], video_url: str | None = None) -> str:
+        return self.render("job_card", job=_job_view(job), video_url=video_url)
+
+    def toast(self, job: dict[str, Any], announce: bool = False) -> str:
+        return self.render("toast", job=_job_view(job), announce=announce)
+
+    def message_toast(self, kind: str, message: str, link: str | None = None,
+                      link_text: str | None = None) -> str:
+        return self.render("message_toast", kind=kind, message=message, link=link,
+                           link_text=link_text)
+
+    def credits(self, user: dict[str, Any]) -> str:
+        return self.render("credits", user=user)
+
+    def library_tile(self, item: dict[str, Any], url: str) -> str:
+        return self.render("library_tile", item=item, url=url)
