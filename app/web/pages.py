@@ -70,7 +70,7 @@ async def generate_context(
     image = next((i for i in image_list if i["key"] == image_key), None)
     image = image or (image_list[0] if image_list else None)
     return {"templates": templates, "template": chosen, "images": image_list, "image": image,
-            "values": values or {}, "errors": errors or {}, "user": user,
+            "form_values": values or {}, "errors": errors or {}, "user": user,
             "available": users_db.available(user)}
 
 

@@ -261,8 +261,11 @@ async def test_max_bytes_enforced(
         provider, fake_fal, video_size=3 * MB, omit_content_length=omit_content_length
     )
     dest = tmp_path / "x.mp4"
-    with pytest.raises(ProviderError, match="over"):
+    with pytest.raises(ProviderError, match="over") as info:
         await provider.fetch_result(ENDPOINT, rid, dest, max_bytes=1 * MB)
+    assert not isinstance(info.value, TransientProviderError)
+    # a declared Content-Length is refused before any byte is read
+    assert (str(3 * MB) in str(info.value)) != omit_content_length
     assert not dest.exists()
 
 
