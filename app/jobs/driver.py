@@ -199,7 +199,7 @@ class Driver:
         if moved is None:  # canceled while we were submitting: stop it at the provider too
             self._spawn(self._cancel_at_provider({**job, "provider_request_id": request_id}))
             return None
-        return schedule.next_check(0, bool(self.webhook_url), 0, job["typical_seconds"])
+        return schedule.next_check(0, bool(self.webhook_url), self._interval)
 
     async def _check(self, job: dict[str, Any]) -> float | None:
         job_id = _id(job)
@@ -220,10 +220,7 @@ class Driver:
                     await self.service.move(job_id, to, lease=self.id, fields=fields)
                 else:
                     await jobs_db.update(self.db, job_id, {"checks": checks}, self.id)
-                started = job.get("started_at") or job["created_at"]
-                elapsed = (datetime.now(UTC) - started).total_seconds()
-                return schedule.next_check(checks, job["webhook"], elapsed,
-                                           job["typical_seconds"])
+                return schedule.next_check(checks, job["webhook"], self._interval)
         job = await self.service.move(
             job_id, Status.FINALIZING, lease=self.id, reason="provider finished",
             fields={"queue_position": None, "attempts": 0,
@@ -270,6 +267,10 @@ class Driver:
                 await self.storage.delete(key)  # canceled at the last moment: nothing kept
 
     # -- helpers ---------------------------------------------------------------------
+    @property
+    def _interval(self) -> float:
+        return getattr(self.provider, "status_interval", schedule.STATUS_INTERVAL)
+
     async def _fail(self, job: dict[str, Any], message: str) -> None:
         await self.service.move(_id(job), Status.FAILED, reason=message,
                                 fields={"error": message[:500]})

@@ -11,16 +11,17 @@ LEASE_SECONDS = 60.0  # how long a step may hold a job before another driver may
 FINALIZE_LEASE_SECONDS = 600.0
 
 
-def next_check(checks: int, webhook: bool, elapsed: float, typical: float) -> float:
+def next_check(checks: int, webhook: bool, interval: float = STATUS_INTERVAL) -> float:
     """Seconds until the next status check, given how many were made so far.
 
-    Without a webhook, checks start at 1 s and grow by half each time up to the status
-    interval, so a short job is noticed at once and a long one costs about one check per
-    interval. With a webhook, fal tells us when it is done: one early check to show the
-    queue position, then a slow safety check in case a webhook is lost."""
+    Without a webhook, one check per `interval` (the provider's: 10 s for fal, where each
+    check is a request; 1 s for the local renderer, where it is free), so a job of d seconds
+    costs ceil(d / interval) checks, whoever watches it. With a webhook, fal tells us when it
+    is done: one early check to show the queue position, then a slow safety check in case a
+    webhook is lost."""
     if webhook:
         return WEBHOOK_SAFETY_FIRST if checks == 0 else WEBHOOK_SAFETY_INTERVAL
-    return min(STATUS_INTERVAL, 1.0 * 1.5**checks)
+    return interval
 
 
 def retry_after(attempts: int) -> float:

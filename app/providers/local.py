@@ -124,6 +124,7 @@ class LocalProvider:
     """Renders videos with ffmpeg, `concurrency` at a time, behind a fal-like queue."""
 
     name = "local"
+    status_interval = 1.0  # status checks are free here: notice finished renders at once
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ Control API
     fake.start() ... fake.stop()            # or `with FakeFal() as fake:`; or the fixture
                                             # `fake_fal` below (module scope, sets os.environ)
     fake.base_host      "127.0.0.1:PORT": the queue host (FAL_QUEUE_RUN_HOST)
-    fake.base_url       "https://127.0.0.1:PORT"
+    fake.base_url       "https://127.0.0.1:PORT"  (fake.port is PORT)
     fake.ca_pem_path    the CA certificate (PEM) to trust: SSL_CERT_FILE (only this CA, so
                         nothing in the test process can reach a real host over HTTPS)
     fake.jwks_url       https://…/.well-known/jwks.json (the webhook signing key)
@@ -37,7 +37,7 @@ optionally only for one request id; `status` and `delay` combine:
                                              x-fal-request-id, so fal_client does not retry)
     fake.delay_next(kind, seconds, n=1)      slow or hanging (seconds=3600) response
     fake.malformed_next(kind, n=1)           200 with a body that is not JSON
-    fake.reset()                             forget faults, next_jobs, defaults, sink, counts
+    fake.reset()      forget faults, next_jobs, defaults, sink, webhooks, counts, jwks_padded
 
 Counting: every request is recorded as RequestRecord(method, path, kind, request_id,
 status_code, at).
@@ -253,6 +253,7 @@ class FakeFal:
         self.key = key
         self.media_host = media_host
         self.defaults = JobSpec(queue_time=queue_time, run_time=run_time)
+        self._initial_defaults = self.defaults
         self.jobs: dict[str, FakeJob] = {}
         self.requests: list[RequestRecord] = []
         self.webhooks: list[WebhookDelivery] = []
@@ -393,9 +394,7 @@ class FakeFal:
         with self._lock:
             self._faults.clear()
             self._next_specs.clear()
-        self.defaults = JobSpec(
-            queue_time=self.defaults.queue_time, run_time=self.defaults.run_time
-        )
+        self.defaults = self._initial_defaults
         self.sink.clear()
         self.webhooks.clear()
         self.jwks_padded = True
