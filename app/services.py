@@ -74,6 +74,7 @@ async def open_services(
                 work_dir=settings.data_dir / "tmp", webhook_url=settings.webhook_url,
                 concurrency=settings.driver_concurrency,
                 max_result_bytes=settings.max_result_bytes,
+                status_interval=settings.status_interval,
             )
             services.jobs.wake_driver = services.driver.wake
             services.jobs.cancel_at_provider = services.driver.cancel_later

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     job_deadline_seconds: float = 30 * 60
     max_result_bytes: int = 500 * 1024 * 1024
     driver_concurrency: int = 64
+    status_interval: float | None = None  # seconds between status checks; default: provider's
     local_provider_concurrency: int = 2
     allowed_result_hosts: str | None = None
     log_format: str = "console"

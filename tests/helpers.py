@@ -45,7 +45,8 @@ class Account:
         return await self.client.delete(url, headers={**self.csrf, **kw.pop("headers", {})}, **kw)
 
     async def upload(self, data: bytes | None = None, name: str = "start.png") -> str:
-        r = await self.post("/api/library", files={"file": (name, data or png_bytes(), "image/png")})
+        files = {"file": (name, data or png_bytes(), "image/png")}
+        r = await self.post("/api/library", files=files)
         assert r.status_code == 201, r.text
         return r.json()["key"]
 

@@ -67,7 +67,7 @@ async def transition(
             f"""
             BEGIN;
             LET $before = (SELECT VALUE status FROM ONLY $jid);
-            LET $job = (UPDATE ONLY $jid MERGE $fields WHERE {guard} RETURN AFTER);
+            LET $job = (UPDATE $jid MERGE $fields WHERE {guard} RETURN AFTER)[0];
             IF $job = NONE {{ THROW "transition_refused" }};
             LET $owner = $job.owner;
             {_CREDITS[credits]}
@@ -88,6 +88,13 @@ async def transition(
     return result[-1]
 
 
+async def _first(db: Database, sql: str, vars: dict[str, Any]) -> dict | None:
+    """A conditional UPDATE of one record: the record after it, or None when the WHERE
+    did not hold (UPDATE ONLY would raise instead)."""
+    rows = await db.write_one(sql, vars)
+    return rows[0] if rows else None
+
+
 def _now():
     from datetime import UTC, datetime
 
@@ -96,8 +103,8 @@ def _now():
 
 async def update(db: Database, job_id: str, fields: dict[str, Any], lease: str) -> dict | None:
     """Change non-status fields of a job this driver holds."""
-    return await db.write_one(
-        "UPDATE ONLY $jid MERGE $fields WHERE lease_owner = $lease RETURN AFTER",
+    return await _first(db,
+        "UPDATE $jid MERGE $fields WHERE lease_owner = $lease RETURN AFTER",
         {"jid": rid("video_job", job_id), "lease": lease,
          "fields": {**fields, "updated_at": _now()}},
     )
@@ -144,9 +151,9 @@ async def claim(
     db: Database, job_id: str, owner: str, ttl_s: float, active: list[str]
 ) -> dict | None:
     """Take the lease on a due job: a compare-and-set, so only one driver wins."""
-    return await db.write_one(
+    return await _first(db,
         """
-        UPDATE ONLY $jid SET lease_owner = $owner,
+        UPDATE $jid SET lease_owner = $owner,
             lease_until = time::now() + type::duration($ttl)
         WHERE status IN $active AND (lease_until = NONE OR lease_until < time::now())
         RETURN AFTER
@@ -185,9 +192,9 @@ async def by_request_id(db: Database, request_id: str) -> dict | None:
 
 async def mark_provider_done(db: Database, job_id: str, active: list[str]) -> dict | None:
     """A verified webhook says the provider finished: make the job due now, once."""
-    return await db.write_one(
+    return await _first(db,
         """
-        UPDATE ONLY $jid SET provider_done = true, due_at = time::now()
+        UPDATE $jid SET provider_done = true, due_at = time::now()
         WHERE status IN $active AND provider_done = false RETURN AFTER
         """,
         {"jid": rid("video_job", job_id), "active": active},
@@ -195,9 +202,9 @@ async def mark_provider_done(db: Database, job_id: str, active: list[str]) -> di
 
 
 async def request_cancel(db: Database, job_id: str, active: list[str]) -> dict | None:
-    return await db.write_one(
+    return await _first(db,
         """
-        UPDATE ONLY $jid SET cancel_requested = true, due_at = time::now()
+        UPDATE $jid SET cancel_requested = true, due_at = time::now()
         WHERE status IN $active RETURN AFTER
         """,
         {"jid": rid("video_job", job_id), "active": active},

@@ -51,6 +51,7 @@ class Driver:
         self, db: Database, service: JobService, provider: VideoProvider, storage: Storage,
         *, work_dir: Path, webhook_url: str | None = None, concurrency: int = 64,
         tick: float = 1.0, max_result_bytes: int = 500 * 1024 * 1024,
+        status_interval: float | None = None,
     ):
         self.db = db
         self.service = service
@@ -61,6 +62,9 @@ class Driver:
         self.concurrency = concurrency
         self.tick = tick
         self.max_result_bytes = max_result_bytes
+        self._interval = status_interval or getattr(
+            provider, "status_interval", schedule.STATUS_INTERVAL
+        )
         self.id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._inflight: dict[str, asyncio.Task] = {}
@@ -267,9 +271,6 @@ class Driver:
                 await self.storage.delete(key)  # canceled at the last moment: nothing kept
 
     # -- helpers ---------------------------------------------------------------------
-    @property
-    def _interval(self) -> float:
-        return getattr(self.provider, "status_interval", schedule.STATUS_INTERVAL)
 
     async def _fail(self, job: dict[str, Any], message: str) -> None:
         await self.service.move(_id(job), Status.FAILED, reason=message,

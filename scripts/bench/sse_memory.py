@@ -1,0 +1,578 @@
+"""SSE capacity: memory per idle /events connection, idle CPU, and event latency.
+
+Starts the app (`python -m app serve`'s code path: uvicorn with its default loop and HTTP
+implementation) in a subprocess on a throwaway in-memory database, signs up two people over
+HTTP, and opens N idle `/events` connections to it from this process with raw asyncio
+sockets spread over several 127.0.0.x source addresses. For each N it reports:
+
+* RSS per connection: server VmRSS with N streams open minus VmRSS before any, divided by N;
+* idle CPU: the server's user+system CPU time over `--idle-seconds` while all N are open and
+  nothing happens but pings (and the job driver's idle tick), as % of one core;
+* event latency: the time from sending a job request (submit, then cancel) as the "probe"
+  person to the job's event arriving on each of the probe person's open streams, while all
+  N connections are open (the other N - P belong to the "idle" person);
+* fan-out: the same for an event of the idle person, who holds N - P streams: latency to
+  each of them, and the time until the last one has it.
+
+Several server variants can be measured in one run (`--variants`), so that they are compared
+on the same machine at the same time:
+
+* `app`: the app as it is (app/events/stream.py);
+* `stock`: the same broker behind a stock `EventSourceResponse` used the plain way
+  (ping task, send_timeout, its task group), i.e. what the app did before;
+* `litestar`: Litestar's own `ServerSentEvent` response, for reference only.
+
+Example:
+    .venv/bin/python scripts/bench/sse_memory.py -n 1000 5000 10000
+
+Prints a table and writes JSON to bench-results/sse_memory.json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import platform
+import re
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+NOFILE = 20_000
+PASSWORD = "bench-password-1"  # noqa: S105 (a throwaway account on a throwaway database)
+TEMPLATE = "car-commercial"
+
+
+# --- shared -----------------------------------------------------------------------------
+def raise_nofile(want: int = NOFILE) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def loaded_libraries(pid: int) -> dict[str, bool]:
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {"uvloop": "uvloop" in maps, "httptools": "httptools" in maps}
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+# --- the server (subprocess) --------------------------------------------------------------
+def serve(variant: str, port: int) -> None:
+    """Run the app the way `python -m app serve` does, optionally with another stream."""
+    raise_nofile()
+    sys.path.insert(0, str(ROOT))
+    import app.main
+
+    if variant == "stock":
+        app.main.events = _stock_events()
+    elif variant == "litestar":
+        app.main.events = _litestar_events()
+    elif variant != "app":
+        raise SystemExit(f"unknown variant {variant!r}")
+    from app.cli import main
+
+    main(["serve", "--host", "127.0.0.1", "--port", str(port)])
+
+
+def _stream_source(sub: Any):
+    """Reads one subscription whatever the broker's shape (`get()` or `queue.get()`)."""
+    return sub.get if hasattr(sub, "get") else sub.queue.get
+
+
+def _stock_events():
+    """The stream as first written: a plain EventSourceResponse with its own ping task,
+    send_timeout, and the task group sse-starlette starts per connection."""
+    from litestar import asgi
+    from sse_starlette import EventSourceResponse, ServerSentEvent
+    from starlette.responses import JSONResponse
+
+    @asgi("/events", is_mount=False, include_in_schema=False)
+    async def events(scope, receive, send) -> None:
+        services = scope["litestar_app"].state.services
+        session = scope.get("session") or {}
+        user_id = session.get("uid") if isinstance(session, dict) else None
+        if not user_id:
+            await JSONResponse({"error": "not_signed_in"}, 401)(scope, receive, send)
+            return
+        broker = services.broker
+        sub = broker.subscribe(user_id)
+        get = _stream_source(sub)
+
+        async def stream():
+            try:
+                for ev in await services.notifier.snapshot(user_id):
+                    yield ServerSentEvent(data=ev.data, event=ev.event)
+                while True:
+                    ev = await get()
+                    if ev is None:
+                        return
+                    if not getattr(ev, "event", None):  # the app's own ping marker
+                        continue
+                    yield ServerSentEvent(data=ev.data, event=ev.event)
+            finally:
+                broker.unsubscribe(sub)
+
+        response = EventSourceResponse(
+            stream(), ping=20, headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"},
+            send_timeout=30)
+        try:
+            await response(scope, receive, send)
+        finally:
+            broker.unsubscribe(sub)
+
+    return events
+
+
+def _litestar_events():
+    """Litestar's own SSE response over the same broker (reference only)."""
+    from litestar import Request, get
+    from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+    @get("/events", include_in_schema=False)
+    async def events(request: Request) -> ServerSentEvent:
+        services = request.app.state.services
+        user_id = request.session.get("uid")
+        broker = services.broker
+        sub = broker.subscribe(user_id)
+        next_event = _stream_source(sub)
+
+        async def stream():
+            try:
+                for ev in await services.notifier.snapshot(user_id):
+                    yield ServerSentEventMessage(data=ev.data, event=ev.event)
+                while True:
+                    ev = await next_event()
+                    if ev is None:
+                        return
+                    if not getattr(ev, "event", None):
+                        yield ServerSentEventMessage(comment="ping")
+                        continue
+                    yield ServerSentEventMessage(data=ev.data, event=ev.event)
+            finally:
+                broker.unsubscribe(sub)
+
+        return ServerSentEvent(stream(), headers={"X-Accel-Buffering": "no"})
+
+    return events
+
+
+# --- the client side ----------------------------------------------------------------------
+class Round:
+    """One measurement: which frames count, who must see one, and when each did."""
+
+    def __init__(self, match, conns: list[SSEConn]):
+        self.match = match
+        self.waiting = {id(c) for c in conns}
+        self.arrivals: list[float] = []
+        self.sent = 0.0
+        self.done = asyncio.get_running_loop().create_future()
+        if not self.waiting:
+            self.done.set_result(None)
+
+    def feed(self, conn: SSEConn, name: str, data: str, now: float) -> None:
+        if id(conn) in self.waiting and self.match(name, data):
+            self.waiting.discard(id(conn))
+            self.arrivals.append(now)
+            if not self.waiting and not self.done.done():
+                self.done.set_result(None)
+
+
+class SSEConn(asyncio.Protocol):
+    """A minimal HTTP/1.1 + chunked + SSE reader, light enough to hold 10,000 of."""
+
+    rounds: list[Round] = []
+
+    def __init__(self, request: bytes):
+        self.request = request
+        self.raw = bytearray()
+        self.body = bytearray()
+        self.head = True
+        self.status = 0
+        self.frames = 0
+        self.ready = asyncio.get_running_loop().create_future()  # first credits event
+        self.closed = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc) -> None:
+        if not self.closed.done():
+            self.closed.set_result(exc)
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed before the snapshot ({exc})"))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        self.raw += data
+        if self.head:
+            end = self.raw.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.status = int(self.raw[9:12])
+            del self.raw[:end + 4]
+            self.head = False
+            if self.status != 200:
+                self.ready.set_exception(RuntimeError(f"HTTP {self.status}"))
+                return
+        while True:  # de-chunk whole chunks
+            eol = self.raw.find(b"\r\n")
+            if eol < 0:
+                break
+            size = int(bytes(self.raw[:eol]).split(b";")[0], 16)
+            end = eol + 2 + size + 2
+            if len(self.raw) < end:
+                break
+            self.body += self.raw[eol + 2:eol + 2 + size]
+            del self.raw[:end]
+            if size == 0:
+                break
+        if b"\n\n" not in self.body and b"\r\n\r\n" not in self.body:
+            return
+        text = bytes(self.body).replace(b"\r\n", b"\n")
+        frames = text.split(b"\n\n")
+        self.body = bytearray(frames.pop())
+        for frame in frames:
+            self.frames += 1
+            name, data = "message", []
+            for line in frame.decode().split("\n"):
+                if line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+            if not data:
+                continue  # a comment (ping)
+            body = "\n".join(data)
+            if name == "credits" and not self.ready.done():
+                self.ready.set_result(now)
+            for r in self.rounds:
+                r.feed(self, name, body, now)
+
+
+@dataclass
+class Client:
+    host: str
+    port: int
+    cookies: dict[str, str] = field(default_factory=dict)
+    http: Any = None
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def events_request(self) -> bytes:
+        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        return (f"GET /events HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Accept: text/event-stream\r\nCookie: {cookie}\r\n\r\n").encode()
+
+
+async def signup(base: str, email: str):
+    import httpx
+
+    http = httpx.AsyncClient(base_url=base, timeout=30)
+    await http.get("/signup")
+    r = await http.post("/signup", data={"email": email, "password": PASSWORD,
+                                          "_csrf_token": http.cookies.get("csrftoken")})
+    if r.status_code != 303:
+        raise RuntimeError(f"signup failed: {r.status_code} {r.text[:200]}")
+    http.headers["x-csrftoken"] = http.cookies.get("csrftoken")
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 180), (200, 90, 40)).save(buf, "PNG")
+    r = await http.post("/api/library", files={"file": ("start.png", buf.getvalue(), "image/png")})
+    if r.status_code != 201:
+        raise RuntimeError(f"upload failed: {r.status_code} {r.text[:200]}")
+    return http, r.json()["key"]
+
+
+async def open_connections(n: int, port: int, request: bytes, sources: list[str],
+                           start: int, batch: int = 200) -> list[SSEConn]:
+    loop = asyncio.get_running_loop()
+    conns: list[SSEConn] = []
+
+    async def one(i: int) -> SSEConn:
+        src = sources[(start + i) % len(sources)]
+        for attempt in range(5):
+            try:
+                _t, conn = await loop.create_connection(
+                    lambda: SSEConn(request), "127.0.0.1", port, local_addr=(src, 0))
+                await asyncio.wait_for(conn.ready, 60)
+                return conn
+            except (ConnectionError, OSError, TimeoutError):
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    for lo in range(0, n, batch):
+        conns += await asyncio.gather(*(one(i) for i in range(lo, min(n, lo + batch))))
+    return conns
+
+
+async def job_round(http, start_key: str, conns: list[SSEConn], timeout: float = 30):
+    """Submit a job and cancel it; returns (submit latencies, cancel latencies) in ms."""
+    token = "B" + uuid.uuid4().hex[:10]
+    submitted = Round(lambda name, data: name == "jobs" and token in data, conns)
+    SSEConn.rounds.append(submitted)
+    try:
+        submitted.sent = time.perf_counter()
+        r = await http.post("/api/templates/video", json={
+            "templateSlug": TEMPLATE, "startKey": start_key,
+            "variables": {"BRAND": token, "MODEL": "S1"}})
+        if r.status_code != 202:
+            raise RuntimeError(f"submit: {r.status_code} {r.text[:200]}")
+        job_id = r.json()["jobId"]
+        await asyncio.wait_for(submitted.done, timeout)
+    finally:
+        SSEConn.rounds.remove(submitted)
+    canceled = Round(lambda name, data: name == f"job-{job_id}"
+                     and 'data-status="canceled"' in data, conns)
+    SSEConn.rounds.append(canceled)
+    try:
+        canceled.sent = time.perf_counter()
+        r = await http.post("/api/templates/video/cancel", params={"jobId": job_id})
+        if r.status_code != 200:
+            raise RuntimeError(f"cancel: {r.status_code} {r.text[:200]}")
+        await asyncio.wait_for(canceled.done, timeout)
+    finally:
+        SSEConn.rounds.remove(canceled)
+    return ([(t - submitted.sent) * 1000 for t in submitted.arrivals],
+            [(t - canceled.sent) * 1000 for t in canceled.arrivals])
+
+
+async def idle_cpu(pid: int, seconds: float) -> float:
+    c0, t0 = cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(seconds)
+    return 100 * (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+
+
+async def settle(pid: int, seconds: float = 2.0) -> int:
+    await asyncio.sleep(seconds)
+    return rss_kib(pid)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=base) as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get("/health")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise TimeoutError("server did not become healthy")
+
+
+async def measure_variant(variant: str, levels: list[int], args) -> dict[str, Any]:
+    port = free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix=f"sse-bench-{variant}-"))
+    env = {**os.environ, "DATA_DIR": str(data_dir), "DATABASE_URL": "mem://",
+           "VIDEO_PROVIDER": "local", "STORAGE": "local", "SECRET_KEY": "bench-secret",
+           "SIGNUP_CREDITS": "100000", "MAX_ACTIVE_JOBS": "50"}
+    for var in ("FAL_KEY", "PUBLIC_BASE_URL", "ALLOWED_HOSTS"):
+        env.pop(var, None)
+    log = (data_dir / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", variant, "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    result: dict[str, Any] = {"variant": variant, "pid": proc.pid, "levels": []}
+    conns: list[SSEConn] = []
+    try:
+        await wait_healthy(base, proc)
+        result["server"] = loaded_libraries(proc.pid)
+        idle_http, idle_key = await signup(base, "idle@bench.example")
+        probe_http, probe_key = await signup(base, "probe@bench.example")
+        idle = Client("127.0.0.1", port, dict(idle_http.cookies.items()))
+        probe = Client("127.0.0.1", port, dict(probe_http.cookies.items()))
+        sources = [f"127.0.0.{i}" for i in range(2, 2 + args.sources)]
+        # Warm up every code path once (imports, template compilation, caches).
+        warm = await open_connections(20, port, probe.events_request(), sources, 0)
+        await job_round(probe_http, probe_key, warm)
+        for c in warm:
+            c.transport.close()
+        await asyncio.sleep(1.5)
+        rss0 = await settle(proc.pid)
+        cpu0 = await idle_cpu(proc.pid, args.idle_seconds)
+        result.update(rss_before_kib=rss0, idle_cpu_pct_without_streams=round(cpu0, 2))
+        print(f"[{variant}] server pid {proc.pid}: RSS {rss0} KiB, idle CPU {cpu0:.2f} % "
+              f"without streams; {result['server']}", flush=True)
+        probes = await open_connections(args.probes, port, probe.events_request(), sources, 0)
+        conns += probes
+        for n in levels:
+            t0 = time.monotonic()
+            more = n - len(conns)
+            conns += await open_connections(more, port, idle.events_request(), sources,
+                                            len(conns))
+            opened_s = time.monotonic() - t0
+            rss = await settle(proc.pid, args.settle)
+            per_conn = (rss - rss0) / n
+            cpu = await idle_cpu(proc.pid, args.idle_seconds)
+            submit_ms, cancel_ms = [], []
+            for _ in range(args.rounds):
+                s, c = await job_round(probe_http, probe_key, probes)
+                submit_ms += s
+                cancel_ms += c
+            lat = submit_ms + cancel_ms
+            fan_each, fan_all = [], []
+            idle_conns = [c for c in conns if c not in probes]
+            for _ in range(args.fanout_rounds):
+                s, c = await job_round(idle_http, idle_key, idle_conns, timeout=120)
+                fan_each += s + c
+                fan_all += [max(s), max(c)]
+            alive = sum(1 for c in conns if not c.closed.done())
+            row = {
+                "connections": n, "alive": alive, "open_seconds": round(opened_s, 1),
+                "rss_kib": rss, "rss_per_connection_kib": round(per_conn, 2),
+                "idle_cpu_pct": round(cpu, 2),
+                "latency_ms": {"samples": len(lat), "p50": round(pct(lat, 50), 2),
+                               "p95": round(pct(lat, 95), 2), "p99": round(pct(lat, 99), 2),
+                               "max": round(max(lat), 2)},
+                "fanout_ms": {"subscribers": len(idle_conns), "rounds": len(fan_all),
+                              "p50_each": round(pct(fan_each, 50), 1),
+                              "p99_each": round(pct(fan_each, 99), 1),
+                              "last_median": round(statistics.median(fan_all), 1)}
+                if fan_all else None,
+            }
+            result["levels"].append(row)
+            print(f"[{variant}] {json.dumps(row)}", flush=True)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        result["shutdown_seconds_with_streams_open"] = round(time.monotonic() - t0, 2)
+        result["connections_at_shutdown"] = len(conns)
+    finally:
+        for c in conns:
+            if c.transport and not c.transport.is_closing():
+                c.transport.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    return result
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = ("variant", "conns", "RSS KiB/conn", "idle CPU %", "lat p50 ms", "lat p99 ms",
+            "fan-out p99 ms", "fan-out last ms")
+    rows = [head]
+    for res in results:
+        for lv in res["levels"]:
+            fan = lv["fanout_ms"] or {}
+            rows.append((res["variant"], str(lv["connections"]),
+                         f"{lv['rss_per_connection_kib']:.2f}", f"{lv['idle_cpu_pct']:.2f}",
+                         f"{lv['latency_ms']['p50']:.1f}", f"{lv['latency_ms']['p99']:.1f}",
+                         str(fan.get("p99_each", "-")), str(fan.get("last_median", "-"))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))
+                     for r in rows)
+
+
+async def run(args) -> None:
+    results = [await measure_variant(v, sorted(args.n), args) for v in args.variants]
+    out = {
+        "benchmark": "sse_memory",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {"cores": os.cpu_count(), "memory_kib": _mem_total(),
+                    "python": platform.python_version(), "platform": platform.platform()},
+        "client": {"probes": args.probes, "rounds": args.rounds, "sources": args.sources,
+                   "idle_seconds": args.idle_seconds, "nofile": raise_nofile()},
+        "targets": {"rss_per_connection_kib": 25, "idle_cpu_pct": 5, "latency_p99_ms": 100},
+        "results": results,
+    }
+    print()
+    print(table(results))
+    for res in results:
+        print(f"[{res['variant']}] uvloop={res['server']['uvloop']} "
+              f"httptools={res['server']['httptools']}; shutdown with "
+              f"{res['connections_at_shutdown']} streams open: "
+              f"{res['shutdown_seconds_with_streams_open']} s")
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(f"wrote {path}")
+
+
+def _mem_total() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(re.findall(r"\d+", line)[0])
+    return 0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-n", type=int, nargs="+", default=[1000, 5000],
+                   help="connection counts to measure, cumulative on one server")
+    p.add_argument("--variants", type=lambda s: s.split(","), default=["app", "stock"])
+    p.add_argument("--probes", type=int, default=10, help="streams of the probe person")
+    p.add_argument("--rounds", type=int, default=25, help="submit+cancel rounds per level")
+    p.add_argument("--fanout-rounds", type=int, default=3)
+    p.add_argument("--sources", type=int, default=8, help="127.0.0.x source addresses")
+    p.add_argument("--idle-seconds", type=float, default=10.0)
+    p.add_argument("--settle", type=float, default=3.0)
+    p.add_argument("--json", default=str(ROOT / "bench-results" / "sse_memory.json"))
+    p.add_argument("--serve", metavar="VARIANT", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return
+    print(f"open-file limit: {raise_nofile()}", flush=True)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(run(args))
+    else:
+        uvloop.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
