@@ -1,0 +1,50 @@
+"""Kill the server abruptly at every driver step, restart it on the same embedded
+database, and check that the job ends with one file, one library item and one charge."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.jobs.crashpoints import POINTS
+from tests.crashkit import Browserless, ServerProcess, read_books
+from tests.fakes.fal_server import JobSpec
+from tests.helpers import png_bytes
+
+
+@pytest.fixture
+def fake(fake_fal):
+    fake_fal.reset()
+    fake_fal.defaults = JobSpec(queue_time=0.3, run_time=0.8)
+    return fake_fal
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_crash_at_each_step_then_restart(point, fake, tmp_path):
+    server = ServerProcess(tmp_path, {**fake.env(), "STATUS_INTERVAL": "0.2",
+                                      "VIDEO_PROVIDER": "fal"})
+    try:
+        server.start(crash_at=point)
+        person = Browserless(server.url)
+        person.signup("crash@example.com")
+        job_id = person.submit(person.upload(png_bytes()))
+        assert server.wait_exit(timeout=30) == 137  # died at the crash point
+
+        server.start()
+        final = person.wait_final(job_id, timeout=60)
+        assert final["status"] == "completed", final
+        video = person.http.get(final["url"])
+        assert video.status_code == 200 and video.content == fake.default_video
+        assert server.stop() in (0, -15)  # uvicorn re-raises SIGTERM after a clean stop
+    finally:
+        server.kill()
+
+    books = read_books(tmp_path, "crash@example.com")
+    assert books.charges == 1 and books.video_items == 1
+    assert books.balance == 1000 - 80 == books.ledger_sum
+    assert books.reserved == 0 and books.active_jobs == 0
+    files = list((tmp_path / "media").rglob("videos/*.mp4"))
+    assert len(files) == 1
+    submissions = sum(c["submit"] for c in fake.counts_by_job().values())
+    # A crash between fal accepting the job and us recording its id is the one place a
+    # second submission can happen; it is never charged twice.
+    assert submissions == (2 if point == "after_submit" else 1)
