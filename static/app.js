@@ -9,21 +9,44 @@
     if (meta) e.detail.headers["x-csrftoken"] = meta.content;
   });
 
-  // Inserted fragments are upserts: if an element with the fragment's id is already on the
-  // page (the form's answer and the stream both carry a new job), replace it in place.
-  document.addEventListener("htmx:sseBeforeMessage", function (e) {
+  // Fragments that add something (a new job card, a toast, a library tile) are upserts:
+  // when an element with the fragment's id is already on the page, it is replaced in place,
+  // so the form's answer and the stream, which both carry a new job, never make two.
+  function upsert(html, container, position) {
     var tpl = document.createElement("template");
-    tpl.innerHTML = (e.detail.data || "").trim();
+    tpl.innerHTML = (html || "").trim();
     var node = tpl.content.firstElementChild;
-    if (!node || !node.id) return;
-    var existing = document.getElementById(node.id);
-    if (existing && existing !== e.target) {
-      e.preventDefault();
+    if (!node) return;
+    var existing = node.id && document.getElementById(node.id);
+    if (existing) {
       existing.replaceWith(node);
-      htmx.process(node);
+    } else if (container) {
+      container.insertAdjacentElement(position || "afterbegin", node);
+      var empty = container.querySelector(":scope > .empty-state");
+      if (empty) empty.remove();
+    } else {
+      return;
     }
-    var empty = e.target.querySelector(":scope > .empty-state");
-    if (empty) empty.remove();
+    htmx.process(node);
+  }
+
+  var INSERTS = { jobs: "afterbegin", toasts: "beforeend", library: "afterbegin" };
+  document.addEventListener("htmx:sseBeforeMessage", function (e) {
+    var position = INSERTS[e.detail.type];
+    if (!position) return;  // in-place events swap their own element (outerHTML)
+    e.preventDefault();
+    upsert(e.detail.data, e.target, position);
+  });
+
+  // A form's answer may carry <template data-upsert="#job-list" data-position="…">.
+  document.addEventListener("htmx:load", function (e) {
+    var root = e.detail.elt;
+    var found = root.matches && root.matches("template[data-upsert]") ? [root] : [];
+    if (root.querySelectorAll) found = found.concat([].slice.call(root.querySelectorAll("template[data-upsert]")));
+    found.forEach(function (t) {
+      upsert(t.innerHTML, document.querySelector(t.dataset.upsert), t.dataset.position);
+      t.remove();
+    });
   });
 
   // Form answers with a 4xx carry HTML to show (field errors, the form as typed); JSON
@@ -54,6 +77,12 @@
       var empty = document.getElementById("library-empty");
       if (empty) empty.remove();
       e.detail.elt.closest("#upload").reset();
+      // The new image becomes the selected one in the workspace panel.
+      var tile = document.querySelector("#library-grid > .tile[data-kind=image]");
+      if (tile && document.getElementById("workspace-panel")) {
+        htmx.ajax("GET", "/fragments/panel?image=" + encodeURIComponent(tile.dataset.key),
+                  { target: "#workspace-panel", swap: "outerHTML" });
+      }
     }
   });
 

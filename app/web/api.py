@@ -100,11 +100,16 @@ class ApiController(Controller):
     @post("/library", request_max_body_size=MAX_UPLOAD_BYTES + 1024 * 1024)
     async def upload(
         self, request: Request,
-        data: Annotated[UploadFile, Body(media_type=RequestEncodingType.MULTI_PART)],
+        data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response:
         user = await require_user(request)
         services = services_of(request)
-        content = await data.read() if isinstance(data, UploadFile) else b""
+        # The form as a dict: an UploadFile parameter would take the first file of any field.
+        upload = data.get("file")
+        if not isinstance(upload, UploadFile):
+            return error(400, "invalid_image", "Send one image in the multipart field `file`",
+                         field="file")
+        content = await upload.read()
         try:
             ext, content_type = inspect_image(content)
         except UploadRejected as exc:
@@ -113,7 +118,7 @@ class ApiController(Controller):
         key = f"users/{uid}/library/{uuid.uuid4().hex}.{ext}"
         await services.storage.put_bytes(key, content, content_type)
         item = await library_db.add(services.db, uid, key, "image", content_type, len(content),
-                                    name=(data.filename or "")[:200] or None)
+                                    name=(upload.filename or "")[:200] or None)
         body = await library_json(request, item)
         if is_htmx(request):
             html = services.fragments.library_tile(item, body["url"])

@@ -113,15 +113,20 @@ async def generate_success_response(
                                  image_key=payload.get("startKey"), values=values)
     f = services.fragments
     html = f.render("generate", **ctx, oob=False)
-    html += f'<template hx-swap-oob="afterbegin:#job-list">{f.job_card(job)}</template>'
-    html += _oob_toast(f.toast(job))
+    html += _upsert("#job-list", "afterbegin", f.job_card(job))
+    html += _upsert("#toasts", "beforeend", f.toast(job))
     if fresh:
         html += f.credits(fresh).replace('id="credits"', 'id="credits" hx-swap-oob="true"', 1)
     return Response(html, status_code=202, media_type="text/html")
 
 
 def _oob_toast(html: str) -> str:
-    return f'<template hx-swap-oob="beforeend:#toasts">{html}</template>'
+    return _upsert("#toasts", "beforeend", html)
+
+
+def _upsert(target: str, position: str, html: str) -> str:
+    """Added by static/app.js where it belongs, or in place of the element with its id."""
+    return f'<template data-upsert="{target}" data-position="{position}">{html}</template>'
 
 
 class PageController(Controller):

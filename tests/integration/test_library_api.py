@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from app.db import library as library_db
+from tests.helpers import Account
 from tests.integration.api_support import (
     count,
     image_bytes,
@@ -20,7 +21,6 @@ from tests.integration.api_support import (
     sharing,
     user_id,
 )
-from tests.helpers import Account
 
 
 def key_pattern(uid: str, ext: str) -> re.Pattern:
