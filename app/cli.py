@@ -1,4 +1,5 @@
-"""python -m app serve | init-db | users create | users promote | credits grant"""
+"""python -m app serve | init-db | users create | users promote | credits grant |
+jobs list | jobs show | jobs retry | jobs cancel"""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
+from app.db import jobs as jobs_db
 from app.db import users as users_db
 from app.db.connection import Database, DatabaseLocked, Thrown
 from app.db.schema import apply_schema
+from app.jobs.states import Status
+from app.observability.logging import configure_logging, secrets_of
 from app.settings import get_settings
 
 
@@ -36,6 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     grant = credits.add_parser("grant", help="add credits to an account")
     grant.add_argument("--email", required=True)
     grant.add_argument("--amount", type=int, required=True)
+
+    jobs = sub.add_parser("jobs", help="inspect and act on video jobs").add_subparsers(
+        dest="action", required=True)
+    listing = jobs.add_parser("list", help="everyone's jobs, newest first")
+    listing.add_argument("--state", choices=["active", *[s.value for s in Status]])
+    listing.add_argument("--limit", type=int, default=50)
+    for name, text in (("show", "one job with its timeline"),
+                       ("retry", "start a new job with a failed job's inputs (charged normally)"),
+                       ("cancel", "cancel a job now; its credits are released")):
+        jobs.add_parser(name, help=text).add_argument("job_id", metavar="ID")
     return p
 
 
@@ -85,6 +101,119 @@ async def _promote(db: Database, args: argparse.Namespace) -> str:
     return f"{user['email']} is now an admin"
 
 
+# -- jobs ---------------------------------------------------------------------------------
+
+
+def _ago(when: Any) -> str:
+    if not isinstance(when, datetime):
+        return "-"
+    from app.web.admin_view import ago
+
+    return ago(max(0, int((datetime.now(UTC) - when).total_seconds())))
+
+
+async def _jobs_list(db: Database, args: argparse.Namespace) -> str:
+    from app.web.admin import STATE_FILTERS
+
+    rows = await jobs_db.list_all(db, statuses=STATE_FILTERS[args.state] if args.state else None,
+                                  limit=max(1, min(args.limit, 1000)))
+    if not rows:
+        return "no jobs"
+    lines = [f"{'ID':<32}  {'STATE':<10}  {'TEMPLATE':<20}  {'OWNER':<28}  {'AGE':>7}  "
+             f"{'TRIES':>5}  ERROR"]
+    for j in rows:
+        lines.append(
+            f"{j['id'].id!s:<32}  {j['status']:<10}  {j['template'][:20]:<20}  "
+            f"{(j.get('owner_email') or '?')[:28]:<28}  {_ago(j.get('created_at')):>7}  "
+            f"{int(j.get('attempts') or 0):>5}  {(j.get('error') or '')[:60]}")
+    return "\n".join(lines)
+
+
+async def _job(db: Database, job_id: str) -> dict[str, Any]:
+    job = await jobs_db.get(db, job_id) if job_id.isalnum() and len(job_id) <= 64 else None
+    if job is None:
+        raise SystemExit(f"error: no job {job_id}")
+    return job
+
+
+async def _jobs_show(db: Database, args: argparse.Namespace) -> str:
+    job = await _job(db, args.job_id)
+    owner = await users_db.by_id(db, str(job["owner"].id))
+    fields = [
+        ("id", job["id"].id), ("state", job["status"]),
+        ("owner", f"{owner['email'] if owner else '?'} ({job['owner'].id})"),
+        ("template", job["template"]), ("variables", job.get("variables")),
+        ("start image", job.get("start_key")), ("credits", job.get("credits")),
+        ("provider", job.get("provider")), ("request id", job.get("provider_request_id")),
+        ("attempts", job.get("attempts")), ("checks", job.get("checks")),
+        ("lease", f"{job.get('lease_owner')} until {job.get('lease_until')}"
+         if job.get("lease_owner") else None),
+        ("created", job.get("created_at")), ("finished", job.get("finished_at")),
+        ("error", job.get("error")), ("result", job.get("result_key")),
+    ]
+    lines = [f"{name + ':':<13}{value}" for name, value in fields if value not in (None, "")]
+    lines.append("timeline:")
+    for e in await jobs_db.timeline(db, str(job["id"].id)):
+        lines.append(f"  {e['at']:%Y-%m-%d %H:%M:%S}  {e.get('from') or '-':>10} -> "
+                     f"{e['to']:<10}  {e.get('reason') or ''}")
+    return "\n".join(lines)
+
+
+async def _with_services(work: Callable[[Any], Awaitable[str]]) -> str:
+    """The job engine without its driver: moves are made, logged and counted as in the app;
+    a running driver (on a database server) picks new and changed jobs up."""
+    from app.services import close_services, open_services
+
+    services = await open_services(get_settings(), with_driver=False)
+    try:
+        return await work(services)
+    finally:
+        await close_services(services)
+
+
+async def _jobs_retry(services: Any, args: argparse.Namespace) -> str:
+    from app.jobs.service import JobRequestError
+
+    job = await _job(services.db, args.job_id)
+    if job["status"] not in (Status.FAILED, Status.CANCELED):
+        raise SystemExit(f"error: job {args.job_id} is {job['status']}; only a failed or "
+                         "canceled job can be retried")
+    try:
+        new = await services.jobs.create(str(job["owner"].id), job["template"],
+                                         job["start_key"], job["variables"],
+                                         services.settings.provider_name)
+    except JobRequestError as exc:
+        raise SystemExit(f"error: {exc.body.get('message') or exc.body.get('error')}") from None
+    return f"retried {args.job_id} as {new['id'].id} ({new['credits']} credits reserved)"
+
+
+async def _jobs_cancel(services: Any, args: argparse.Namespace) -> str:
+    from app.jobs.service import JobRequestError
+    from app.providers.base import ProviderError
+
+    job = await _job(services.db, args.job_id)
+    try:
+        moved = await services.jobs.cancel(str(job["owner"].id), args.job_id,
+                                           reason="canceled from the command line")
+    except JobRequestError as exc:
+        raise SystemExit(f"error: {exc.body.get('message')}") from None
+    note = ""
+    if moved.get("provider_request_id") and moved.get("provider") == "fal" and (
+            services.settings.provider_name == "fal"):
+        # No driver here to tell fal: do it now, best effort.
+        from app.services import make_provider
+
+        provider = make_provider(services.settings)
+        try:
+            await provider.cancel(moved["endpoint"], moved["provider_request_id"])
+            note = "; canceled at fal"
+        except ProviderError as exc:
+            note = f"; fal was not told ({exc})"
+        finally:
+            await provider.aclose()
+    return f"canceled {args.job_id}; {moved['credits']} credits released{note}"
+
+
 def serve(host: str | None, port: int | None) -> None:
     import uvicorn
 
@@ -94,12 +223,17 @@ def serve(host: str | None, port: int | None) -> None:
     host, port = host or settings.host, port or settings.port
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     print(f"Reelforge is starting: open http://{shown}:{port}/ in your browser", flush=True)
+    # log_config=None: uvicorn's own lines go through app/observability/logging.py like the
+    # rest; its access log is off because the app logs every request (without query strings).
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                timeout_graceful_shutdown=10, proxy_headers=False)
+                timeout_graceful_shutdown=10, proxy_headers=False, log_config=None,
+                access_log=False)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.log_format, secrets=secrets_of(settings))
     try:
         if args.command == "serve":
             serve(args.host, args.port)
@@ -110,6 +244,12 @@ def main(argv: list[str] | None = None) -> None:
             out = asyncio.run(_with_db(lambda db: _create(db, args)))
         elif args.command == "users" and args.action == "promote":
             out = asyncio.run(_with_db(lambda db: _promote(db, args)))
+        elif args.command == "jobs" and args.action in ("list", "show"):
+            show = _jobs_list if args.action == "list" else _jobs_show
+            out = asyncio.run(_with_db(lambda db: show(db, args)))
+        elif args.command == "jobs":
+            act = _jobs_retry if args.action == "retry" else _jobs_cancel
+            out = asyncio.run(_with_services(lambda services: act(services, args)))
         else:
             out = asyncio.run(_with_db(lambda db: _grant(db, args)))
     except DatabaseLocked as exc:

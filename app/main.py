@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.config.csrf import CSRFConfig
@@ -18,8 +18,12 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
 
 from app.events.stream import events
+from app.observability.logging import configure_logging, get_logger, secrets_of
+from app.observability.metrics import metrics_endpoint
+from app.observability.requests import log_request
 from app.services import close_services, open_services
 from app.settings import Settings, get_settings
+from app.web.admin import AdminController
 from app.web.api import ApiController
 from app.web.auth import LoginThrottle
 from app.web.health import health
@@ -29,7 +33,18 @@ from app.web.pages import PageController
 from app.web.render import STATIC_DIR, make_environment
 from app.web.webhooks import fal_webhook
 
-log = logging.getLogger("reelforge")
+log = get_logger("reelforge")
+
+
+class ReelforgeApp(Litestar):
+    """Litestar with the request log around everything it serves (see
+    app/observability/requests.py for why it wraps the whole app)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        await log_request(super().__call__, scope, receive, send)
 
 
 def _wants_html(request: Request) -> bool:
@@ -63,7 +78,8 @@ def _code(status: int) -> str:
 
 
 def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.error("http.unhandled_error", method=request.method, path=request.url.path,
+              exc_info=exc)
     if _wants_html(request):
         return _error_page(request, 500, "Something went wrong",
                            "We couldn't finish that. Please try again in a moment.")
@@ -73,6 +89,8 @@ def _server_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
+    configure_logging(settings.log_format,
+                      secrets=[*secrets_of(settings), settings.session_secret.hex()])
     env = make_environment()
 
     @asynccontextmanager
@@ -88,9 +106,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         secret=settings.session_secret, key="reelforge_session", httponly=True,
         samesite="lax", secure=settings.secure_cookies, max_age=14 * 24 * 3600,
     )
-    return Litestar(
+    return ReelforgeApp(
         route_handlers=[
-            PageController, ApiController, events, fal_webhook, health, media,
+            PageController, ApiController, AdminController, events, fal_webhook, health,
+            media, metrics_endpoint,
             create_static_files_router(path="/static", directories=[STATIC_DIR],
                                        include_in_schema=False),
         ],
@@ -109,4 +128,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(title="Reelforge", version="0.1.0", path="/schema"),
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         request_max_body_size=1024 * 1024,
+        logging_config=None,  # app/observability/logging.py configures logging, once
     )

@@ -13,6 +13,7 @@ from app.events.broker import Broker
 from app.events.notifier import Notifier
 from app.jobs.driver import Driver
 from app.jobs.service import JobService
+from app.observability.metrics import Metrics
 from app.providers.base import VideoProvider
 from app.settings import Settings
 from app.storage.base import Storage
@@ -26,7 +27,8 @@ def make_provider(settings: Settings) -> VideoProvider:
         from app.providers.fal import FalProvider
 
         hosts = [h.strip() for h in (settings.allowed_result_hosts or "").split(",") if h.strip()]
-        return FalProvider(key=settings.fal_key, allowed_result_hosts=hosts or None)
+        return FalProvider(key=settings.fal_key, allowed_result_hosts=hosts or None,
+                           timeout=settings.fal_timeout)
     if name == "local":
         from app.providers.local import LocalProvider
 
@@ -47,6 +49,7 @@ class Services:
     driver: Driver | None = None
     notifier: Notifier | None = None
     webhooks: Any = None
+    metrics: Metrics = field(default_factory=Metrics)  # this app's own registry
 
     @property
     def fragments(self) -> Fragments:
@@ -67,6 +70,8 @@ async def open_services(
                             env=env or make_environment())
         services.notifier = Notifier(db, services.broker, services.fragments, storage)
         services.jobs = JobService(db, settings, publish=services.notifier.publish)
+        services.jobs.observe = services.metrics.observe_transition
+        services.metrics.attach(services.broker)
         if with_driver:
             services.provider = make_provider(settings)
             services.driver = Driver(
@@ -74,7 +79,7 @@ async def open_services(
                 work_dir=settings.data_dir / "tmp", webhook_url=settings.webhook_url,
                 concurrency=settings.driver_concurrency,
                 max_result_bytes=settings.max_result_bytes,
-                status_interval=settings.status_interval,
+                status_interval=settings.status_interval, metrics=services.metrics,
             )
             services.jobs.wake_driver = services.driver.wake
             services.jobs.cancel_at_provider = services.driver.cancel_later

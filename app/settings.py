@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     status_interval: float | None = None  # seconds between status checks; default: provider's
     local_provider_concurrency: int = 2
     allowed_result_hosts: str | None = None
+    fal_timeout: float = Field(default=30.0, gt=0)  # seconds one request to fal may take
     log_format: str = "console"
     allowed_hosts: str | None = None  # comma-separated; default: this host and localhost
     metrics_token: str | None = None

@@ -18,12 +18,19 @@
     var node = tpl.content.firstElementChild;
     if (!node) return;
     var existing = node.id && document.getElementById(node.id);
+    if (existing && Number(existing.dataset.updated) > Number(node.dataset.updated)) {
+      return;  // the page already shows a newer state (the stream can beat a form's answer)
+    }
     if (existing) {
       existing.replaceWith(node);
     } else if (container) {
       container.insertAdjacentElement(position || "afterbegin", node);
       var empty = container.querySelector(":scope > .empty-state");
       if (empty) empty.remove();
+      if (node.matches(".toast[id^='toast-']")) {
+        var sending = container.querySelector(":scope > .toast[data-sending]");
+        if (sending) sending.remove();  // the job's own toast takes the stand-in's place
+      }
     } else {
       return;
     }
@@ -47,6 +54,58 @@
       upsert(t.innerHTML, document.querySelector(t.dataset.upsert), t.dataset.position);
       t.remove();
     });
+  });
+
+  // Generate shows its spinner toast the moment it is pressed, as a stand-in until the
+  // job's own toast arrives (with the answer or from the stream), or an error instead.
+  function submitsJob(elt) {
+    return elt && elt.getAttribute && elt.getAttribute("hx-post") === "/api/templates/video";
+  }
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    var box = document.getElementById("toasts");
+    if (!submitsJob(e.detail.elt) || !box) return;
+    var t = document.createElement("div");
+    t.className = "toast toast-info";
+    t.setAttribute("role", "status");
+    t.setAttribute("data-sending", "");
+    t.innerHTML = '<span class="spinner" aria-hidden="true"></span><div class="toast-body">' +
+      '<strong>Generating video…</strong><span class="toast-detail">Sending your request…</span></div>';
+    box.appendChild(t);
+    e.detail.elt._sendingToast = t;
+  });
+
+  // Controls outside the generate form (Retry on a job card, on any page) swap nothing
+  // themselves: their answer's parts go where they fit. The generate form is replaced
+  // where the page has one, and the new card and toast are upserted (the credit balance
+  // is an out-of-band swap, which htmx does itself).
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var elt = e.detail.elt;
+    var xhr = e.detail.xhr;
+    if (!elt || !elt.hasAttribute || !elt.hasAttribute("data-apply-answer") || !xhr) return;
+    if ((xhr.getResponseHeader("content-type") || "").indexOf("text/html") !== 0) return;
+    var tpl = document.createElement("template");
+    tpl.innerHTML = xhr.responseText;
+    var form = tpl.content.querySelector("#generate");
+    var current = document.getElementById("generate");
+    if (form && current) {
+      current.replaceWith(form);
+      htmx.process(form);
+      syncSelection();
+    } else if (form && xhr.status >= 400) {
+      var problem = form.querySelector(".field-error");
+      if (problem) showToast("error", problem.textContent);
+    }
+    tpl.content.querySelectorAll("template[data-upsert]").forEach(function (t) {
+      upsert(t.innerHTML, document.querySelector(t.dataset.upsert), t.dataset.position);
+    });
+  });
+
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var t = e.detail.elt && e.detail.elt._sendingToast;
+    if (t) {
+      t.remove();
+      e.detail.elt._sendingToast = null;
+    }
   });
 
   // Form answers with a 4xx carry HTML to show (field errors, the form as typed); JSON
@@ -80,11 +139,78 @@
       // The new image becomes the selected one in the workspace panel.
       var tile = document.querySelector("#library-grid > .tile[data-kind=image]");
       if (tile && document.getElementById("workspace-panel")) {
-        htmx.ajax("GET", "/fragments/panel?image=" + encodeURIComponent(tile.dataset.key),
-                  { target: "#workspace-panel", swap: "outerHTML" });
+        var form = document.getElementById("generate");
+        var values = form ? htmx.values(form) : {};
+        delete values.startKey;
+        values.image = tile.dataset.key;
+        htmx.ajax("GET", "/fragments/panel", { target: "#workspace-panel", swap: "outerHTML",
+                                               values: values });
       }
     }
   });
+
+  // What is chosen in the generate form is shown everywhere: the start image is ringed in
+  // the library grid and shown large in the workspace panel, and the template's card is
+  // highlighted in the gallery.
+  function syncSelection() {
+    var image = document.getElementById("gen-image");
+    var key = image ? image.value : "";
+    document.querySelectorAll("#library-grid > .tile").forEach(function (tile) {
+      var on = !!key && tile.dataset.key === key;
+      tile.classList.toggle("selected", on);
+      var link = tile.querySelector(":scope > a");
+      if (link) link.setAttribute("aria-current", on ? "true" : "false");
+    });
+    var template = document.getElementById("gen-template");
+    var slug = template ? template.value : "";
+    document.querySelectorAll(".template-card").forEach(function (card) {
+      var on = card.id === "template-" + slug;
+      card.classList.toggle("selected", on);
+      var link = card.querySelector(".template-link");
+      if (link) link.setAttribute("aria-current", on ? "true" : "false");
+    });
+  }
+  document.addEventListener("DOMContentLoaded", syncSelection);
+  document.addEventListener("htmx:load", syncSelection);
+
+  // Choosing another start image in the form shows it in the panel at once (no request,
+  // so nothing typed is lost).
+  function showImage(select) {
+    var option = select.options[select.selectedIndex];
+    var panel = document.getElementById("workspace-panel");
+    if (panel && option) {
+      var img = panel.querySelector(".preview-large img");
+      if (img && option.dataset.url) img.src = option.dataset.url;
+      panel.dataset.imageKey = option.value;
+      if (location.pathname === "/") {
+        history.replaceState(null, "", "/?image=" + encodeURIComponent(option.value));
+      }
+    }
+    syncSelection();
+  }
+  document.addEventListener("change", function (e) {
+    if (e.target.id === "gen-image" && e.target.tagName === "SELECT") showImage(e.target);
+  });
+
+  // A click on a library image picks it in the form when the form offers it; otherwise
+  // the tile's own htmx request fetches a fresh panel.
+  document.addEventListener("click", function (e) {
+    var link = e.target.closest && e.target.closest("#library-grid > .tile > a");
+    var select = document.getElementById("gen-image");
+    if (!link || !select || select.tagName !== "SELECT" || e.ctrlKey || e.metaKey ||
+        e.shiftKey || e.button !== 0) return;
+    var key = link.closest(".tile").dataset.key;
+    var known = [].some.call(select.options, function (o) { return o.value === key; });
+    if (!known) return;
+    e.preventDefault();
+    e.stopPropagation();
+    select.value = key;
+    showImage(select);
+    var panel = document.getElementById("workspace-panel");
+    if (panel && panel.scrollIntoView && window.innerWidth < 960) {
+      panel.scrollIntoView({ behavior: "smooth", block: "start" });
+    }
+  }, true);
 
   function showToast(kind, message) {
     var box = document.getElementById("toasts");

@@ -53,7 +53,9 @@ async def alice(client) -> Account:
 
 
 @pytest.fixture
-async def bob(settings, client) -> Account:
-    """A second person on the same app, with a client (and cookies) of their own."""
-    async with AsyncTestClient(client.app, base_url="http://testserver.local") as other:
-        yield await Account.signup(other, "bob@example.com")
+async def bob(client) -> Account:
+    """A second person on the same running app, with cookies of their own (entering a
+    second AsyncTestClient would run the lifespan again, with a fresh database)."""
+    other = AsyncTestClient(client.app, base_url=str(client.base_url))
+    other.blocking_portal = client.blocking_portal
+    return await Account.signup(other, "bob@example.com")

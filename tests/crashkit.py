@@ -32,6 +32,8 @@ class ServerProcess:
     env: dict[str, str]
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    # what runs the server; e.g. tests.fakes.db_conflicts wraps `python -m app serve`
+    command: tuple[str, ...] = ("-m", "app", "serve")
 
     @property
     def url(self) -> str:
@@ -40,12 +42,13 @@ class ServerProcess:
     def start(self, crash_at: str | None = None, timeout: float = 30) -> ServerProcess:
         env = {**os.environ, **self.env, "DATA_DIR": str(self.data_dir), "PORT": str(self.port),
                "ALLOWED_HOSTS": "127.0.0.1,localhost"}
-        env.pop("DATABASE_URL", None)  # the embedded surrealkv store in DATA_DIR
+        if "DATABASE_URL" not in self.env:
+            env.pop("DATABASE_URL", None)  # the embedded surrealkv store in DATA_DIR
         env.pop("REELFORGE_CRASH_AT", None)
         if crash_at:
             env["REELFORGE_CRASH_AT"] = crash_at
         log = open(self.data_dir / f"server-{time.time_ns()}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=env,
+        self.proc = subprocess.Popen([sys.executable, *self.command], env=env,
                                      stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -68,3 +68,9 @@ class Account:
             if body["status"] in done or time.monotonic() > deadline:
                 return body
             await asyncio.sleep(0.1)
+
+
+def on_app(client, fn, *args):
+    """Run `fn(*args)` (a coroutine function) on the app's own event loop. AsyncTestClient
+    runs the app in a portal thread with its own loop; the app's locks and tasks live there."""
+    return client.blocking_portal.call(fn, *args)

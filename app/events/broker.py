@@ -1,42 +1,125 @@
 """In-process fan-out of rendered events to each person's open streams.
 
-One bounded queue per stream. A stream whose queue is full is cut off rather than allowed
+One bounded buffer per stream. A stream whose buffer is full is cut off rather than allowed
 to grow or to hold up the others: its browser reconnects and gets a fresh snapshot, so
-nothing is lost but a little bandwidth."""
+nothing is lost but a little bandwidth.
+
+An idle stream costs as little as we can make it, because one process holds thousands: a
+subscription is a small slotted object with a list (no asyncio.Queue, whose deques and
+Event cost about 3 KiB each), and keep-alive pings come from one task for the whole broker
+that walks the streams a slice at a time, instead of a timer or task per stream."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import contextlib
+import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
-QUEUE_SIZE = 64
+log = logging.getLogger("reelforge.events")
+
+QUEUE_SIZE = 64  # events a stream may fall behind before it is cut off
+PING_SECONDS = 20.0  # each open stream gets a keep-alive comment this often
+PING_SLICES = 20  # the pinger wakes PING_SLICES times per PING_SECONDS
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class ServerEvent:
     event: str  # the id of the fragment it replaces, e.g. "job-<id>", or "toast"
     data: str  # HTML
+    wire: bytes | None = field(default=None, compare=False, repr=False)  # encoded once
 
 
-@dataclass(slots=True, eq=False)
+PING = ServerEvent("", "")  # a keep-alive marker; the stream writes it as a comment
+
+
 class Subscription:
-    user_id: str
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
-    overflowed: bool = False
+    """One open stream's buffer. `get()` waits for the next event; None means the stream
+    is over (client gone, too slow, or the server is shutting down)."""
+
+    __slots__ = ("user_id", "slot", "_items", "_waiter", "ended", "overflowed")
+
+    def __init__(self, user_id: str, slot: int = 0):
+        self.user_id = user_id
+        self.slot = slot
+        self._items: list[ServerEvent] = []
+        self._waiter: asyncio.Future | None = None
+        self.ended = False
+        self.overflowed = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._items)
+
+    def put(self, events: list[ServerEvent], limit: int = QUEUE_SIZE) -> bool:
+        """Queue all of `events` or none; False when they do not fit."""
+        if self.ended:
+            return True
+        if len(self._items) + len(events) > limit:
+            return False
+        self._items.extend(events)
+        self._wake()
+        return True
+
+    async def get(self) -> ServerEvent | None:
+        """The next event, or None once the stream has ended."""
+        while not self._items:
+            if self.ended:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def get_nowait(self) -> list[ServerEvent]:
+        """Everything already queued (so a stream can write it in one go)."""
+        items, self._items = self._items, []
+        return items
+
+    def end(self) -> None:
+        """Drop what is queued and make `get()` return None."""
+        self._items.clear()
+        self.ended = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class Broker:
-    def __init__(self) -> None:
-        self._subs: dict[str, set[Subscription]] = defaultdict(set)
+    def __init__(self, queue_size: int = QUEUE_SIZE, ping_seconds: float = PING_SECONDS):
+        self.queue_size = queue_size
+        self.ping_seconds = ping_seconds
+        self._subs: dict[str, set[Subscription]] = {}
+        self._slots: list[set[Subscription]] = [set() for _ in range(PING_SLICES)]
+        self._next_slot = 0
+        self._helpers: dict[str, asyncio.Task] = {}
+        self.closed = False
         self.published = 0
+        self.cut_off = 0
+        self.pings = 0
 
+    # -- subscribers ---------------------------------------------------------------------
     def subscribe(self, user_id: str) -> Subscription:
-        sub = Subscription(user_id)
-        self._subs[user_id].add(sub)
+        sub = Subscription(user_id, self._next_slot)
+        if self.closed:
+            sub.end()
+            return sub
+        self._next_slot = (self._next_slot + 1) % PING_SLICES
+        self._subs.setdefault(user_id, set()).add(sub)
+        self._slots[sub.slot].add(sub)
+        if self.ping_seconds:
+            self.run_beside("pinger", self._ping_loop)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
+        self._slots[sub.slot].discard(sub)
         subs = self._subs.get(sub.user_id)
         if subs is not None:
             subs.discard(sub)
@@ -50,33 +133,74 @@ class Broker:
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subs.values())
 
+    # -- fan-out -------------------------------------------------------------------------
     def publish(self, user_id: str, events: list[ServerEvent]) -> int:
-        """Queue events for every open stream of the person; returns how many got them."""
+        """Queue events for every open stream of the person; returns how many got them.
+        A stream that cannot take them (too far behind) is cut off."""
         delivered = 0
         for sub in list(self._subs.get(user_id, ())):
-            if sub.overflowed:
-                continue
-            try:
-                for ev in events:
-                    sub.queue.put_nowait(ev)
+            if sub.put(events, self.queue_size):
                 delivered += 1
-            except asyncio.QueueFull:
+            else:
+                log.warning("event stream of %s cut off: %d events behind",
+                            user_id, sub.pending)
                 sub.overflowed = True
+                self.cut_off += 1
                 self.unsubscribe(sub)
-                _end(sub)
+                sub.end()
         self.published += len(events) * delivered
         return delivered
 
+    def ping_slice(self, index: int) -> int:
+        """Queue a keep-alive for the streams of one slice that have nothing queued."""
+        pinged = 0
+        for sub in self._slots[index % PING_SLICES]:
+            if not sub.pending and not sub.ended:
+                sub.put([PING], self.queue_size)
+                pinged += 1
+        self.pings += pinged
+        return pinged
+
+    async def _ping_loop(self) -> None:
+        tick = self.ping_seconds / PING_SLICES
+        index = 0
+        while self._subs:
+            await asyncio.sleep(tick)
+            index = (index + 1) % PING_SLICES
+            self.ping_slice(index)
+
+    # -- helpers and shutdown ------------------------------------------------------------
+    def run_beside(self, name: str, factory: Any) -> None:
+        """Run `factory()` (a coroutine function) as a helper task of the broker, once at
+        a time; it is canceled by `close_all()`. Needs a running loop; without one (plain
+        synchronous use) nothing is started."""
+        task = self._helpers.get(name)
+        if (task is not None and not task.done()) or self.closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        coro: Coroutine = factory()
+        self._helpers[name] = loop.create_task(coro, name=f"broker-{name}")
+
     def close_all(self) -> None:
-        """On shutdown: end every stream promptly."""
+        """On shutdown: end every stream promptly and refuse new ones."""
+        self.closed = True
         for subs in list(self._subs.values()):
             for sub in list(subs):
-                _end(sub)
+                sub.end()
         self._subs.clear()
+        for slot in self._slots:
+            slot.clear()
+        current = _current_task()
+        for task in self._helpers.values():
+            if task is not current:
+                task.cancel()
+        self._helpers.clear()
 
 
-def _end(sub: Subscription) -> None:
-    """Empty the queue and leave a None in it: the stream reads it and closes."""
-    while not sub.queue.empty():
-        sub.queue.get_nowait()
-    sub.queue.put_nowait(None)
+def _current_task() -> asyncio.Task | None:
+    with contextlib.suppress(RuntimeError):
+        return asyncio.current_task()
+    return None

@@ -11,8 +11,12 @@ from app.db import users as users_db
 from app.db.connection import Database
 from app.events.broker import Broker, ServerEvent
 from app.jobs.states import FINAL, Status
+from app.observability.logging import get_logger
 from app.storage.base import Storage
+from app.web import admin_view
 from app.web.render import Fragments
+
+log = get_logger("reelforge.events")
 
 
 class Notifier:
@@ -21,8 +25,14 @@ class Notifier:
         self.broker = broker
         self.fragments = fragments
         self.storage = storage
+        # Admins with a stream open, learnt when their stream takes its snapshot. Every job
+        # change also goes to their streams (the admin pages' rows and timelines), through
+        # their own channels: no extra subscription per stream.
+        self.admins: set[str] = set()
 
     async def publish(self, kind: str, job: dict[str, Any]) -> None:
+        if kind == "job" and self.admins:
+            await self.publish_admin(job)
         user_id = str(job["owner"].id)
         if not self.broker.has_subscribers(user_id):
             return
@@ -41,6 +51,31 @@ class Notifier:
                 self.broker.publish(
                     user_id, [ServerEvent("library", self.fragments.library_tile(item, url))]
                 )
+
+    async def publish_admin(self, job: dict[str, Any]) -> None:
+        watching = [a for a in list(self.admins) if self.broker.has_subscribers(a)]
+        self.admins.intersection_update(watching)  # their last stream closed: forget them
+        if not watching:
+            return
+        try:
+            events = await self.admin_events(job)
+        except Exception:  # an admin view must never hold up a job
+            log.exception("events.admin_render_failed", job_id=str(job["id"].id))
+            return
+        for admin_id in watching:
+            self.broker.publish(admin_id, events)
+
+    async def admin_events(self, job: dict[str, Any]) -> list[ServerEvent]:
+        """A queue row (new jobs are added to the queue's top) and the live detail."""
+        job_id = str(job["id"].id)
+        owner = await users_db.by_id(self.db, str(job["owner"].id))
+        email = owner["email"] if owner else None
+        row = admin_view.row_html(self.fragments, job, email)
+        detail = admin_view.detail_html(self.fragments, job, email,
+                                        await jobs_db.timeline(self.db, job_id))
+        first = (ServerEvent("admin-jobs", row) if job["status"] == Status.PENDING
+                 else ServerEvent(f"admin-job-{job_id}", row))
+        return [first, ServerEvent(f"admin-job-{job_id}-detail", detail)]
 
     async def job_events(self, job: dict[str, Any], new: bool) -> list[ServerEvent]:
         job_id = str(job["id"].id)
@@ -61,6 +96,8 @@ class Notifier:
         user = await users_db.by_id(self.db, user_id)
         if user:
             events.append(ServerEvent("credits", self.fragments.credits(user)))
+            if user.get("admin"):
+                self.admins.add(user_id)
         ended = await jobs_db.unannounced(self.db, user_id, [s.value for s in FINAL])
         for job in ended:
             video_url = await self.storage.url(job["result_key"]) if job.get("result_key") else None

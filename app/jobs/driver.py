@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import heapq
 import os
+import re
 import tempfile
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import structlog
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -29,15 +32,19 @@ from app.jobs import schedule
 from app.jobs.crashpoints import crashpoint
 from app.jobs.service import ACTIVE_VALUES, JobService
 from app.jobs.states import Status
+from app.observability.logging import get_logger
+from app.observability.metrics import Metrics
 from app.providers.base import (
     ProviderError,
     SubmitRequest,
     TransientProviderError,
     VideoProvider,
 )
-from app.storage.base import Storage, TransientStorageError
+from app.storage.base import Storage, StorageError, TransientStorageError
 
-log = logging.getLogger("reelforge.driver")
+log = get_logger("reelforge.driver")
+
+WAKE_GAP = 0.02  # seconds: the shortest wait between two claim rounds woken by a due time
 
 TRANSIENT = (TransientProviderError, TransientStorageError, Conflict, TimeoutError, OSError)
 
@@ -51,7 +58,7 @@ class Driver:
         self, db: Database, service: JobService, provider: VideoProvider, storage: Storage,
         *, work_dir: Path, webhook_url: str | None = None, concurrency: int = 64,
         tick: float = 1.0, max_result_bytes: int = 500 * 1024 * 1024,
-        status_interval: float | None = None,
+        status_interval: float | None = None, metrics: Metrics | None = None,
     ):
         self.db = db
         self.service = service
@@ -62,11 +69,17 @@ class Driver:
         self.concurrency = concurrency
         self.tick = tick
         self.max_result_bytes = max_result_bytes
+        self.metrics = metrics or Metrics()
+        self.provider_name = str(getattr(provider, "name", "unknown"))
         self._interval = status_interval or getattr(
             provider, "status_interval", schedule.STATUS_INTERVAL
         )
         self.id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
+        # When jobs this driver released are next due (monotonic seconds, a heap): the loop
+        # wakes then instead of at its next tick, so a check is not up to a tick late.
+        self._due_soon: list[float] = []
+        self._backlog = False  # the last claim round filled every free slot
         self._inflight: dict[str, asyncio.Task] = {}
         self._background: set[asyncio.Task] = set()
         self._loop_task: asyncio.Task | None = None
@@ -116,15 +129,33 @@ class Driver:
             try:
                 await self._claim_due()
             except Exception:
-                log.exception("driver: claiming due jobs failed")
+                log.exception("driver.claim_failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.tick)
+                await asyncio.wait_for(self._wake.wait(), timeout=self._next_timeout())
+
+    def _next_timeout(self) -> float:
+        """Until the next tick, or until the earliest job this driver knows to be due (at
+        least WAKE_GAP away, so that jobs due close together are claimed in one round)."""
+        now = time.monotonic()
+        while self._due_soon and self._due_soon[0] <= now:
+            heapq.heappop(self._due_soon)
+        if not self._due_soon:
+            return self.tick
+        return min(self.tick, max(WAKE_GAP, self._due_soon[0] - now))
+
+    def _step_done(self, job_id: str) -> None:
+        self._inflight.pop(job_id, None)
+        if self._backlog:  # more was due than there were slots: claim again now
+            self._wake.set()
 
     async def _claim_due(self) -> None:
         free = self.concurrency - len(self._inflight)
         if free <= 0:
             return
-        for job_id in await jobs_db.due(self.db, ACTIVE_VALUES, free + len(self._inflight)):
+        limit = free + len(self._inflight)
+        due = await jobs_db.due(self.db, ACTIVE_VALUES, limit)
+        self._backlog = len(due) >= limit
+        for job_id in due:
             if job_id in self._inflight or len(self._inflight) >= self.concurrency:
                 continue
             job = await jobs_db.claim(
@@ -134,10 +165,11 @@ class Driver:
                 continue  # another driver was first
             task = asyncio.create_task(self._step(job), name=f"job-{job_id}")
             self._inflight[job_id] = task
-            task.add_done_callback(lambda _t, j=job_id: self._inflight.pop(j, None))
+            task.add_done_callback(lambda _t, j=job_id: self._step_done(j))
 
     async def _step(self, job: dict[str, Any]) -> None:
         job_id = str(job["id"].id)
+        structlog.contextvars.bind_contextvars(job_id=job_id)  # this task's log lines
         next_in: float | None = None
         try:
             next_in = await self._advance(job)
@@ -146,21 +178,27 @@ class Driver:
         except TRANSIENT as exc:
             attempts = int(job.get("attempts", 0)) + 1
             if attempts >= schedule.MAX_TRANSIENT_ATTEMPTS:
+                log.warning("job.gave_up", job_status=job["status"], attempt=attempts,
+                            **error_fields(exc))
                 await self._fail(job, f"Gave up after {attempts} attempts: {_describe(exc)}")
             else:
-                log.warning("job %s: transient error (attempt %d): %s", job_id, attempts,
-                            _describe(exc))
+                log.warning("job.transient_error", job_status=job["status"], attempt=attempts,
+                            **error_fields(exc))
                 await jobs_db.update(self.db, job_id, {"attempts": attempts}, self.id)
                 next_in = schedule.retry_after(attempts)
         except ProviderError as exc:
+            log.warning("job.provider_error", job_status=job["status"], **error_fields(exc))
             await self._fail(job, str(exc) or "The video provider reported an error")
         except Exception as exc:
-            log.exception("job %s: unexpected error", job_id)
+            log.exception("job.unexpected_error", job_status=job["status"],
+                          **error_fields(exc))
             await self._fail(job, f"Internal error: {type(exc).__name__}")
         finally:
             if not self._stopping or next_in is not None:
                 with contextlib.suppress(Exception):
                     await jobs_db.release(self.db, job_id, self.id, next_in)
+                    if next_in is not None:
+                        heapq.heappush(self._due_soon, time.monotonic() + next_in)
 
     # -- one step of one job ---------------------------------------------------------
     async def _advance(self, job: dict[str, Any]) -> float | None:
@@ -193,7 +231,7 @@ class Driver:
             caption=" · ".join(v for v in job["variables"].values() if v)[:80],
             webhook_url=self.webhook_url,
         )
-        request_id = await _retry(self.provider.submit, request)
+        request_id = await _retry(self._provider_call("submit", self.provider.submit), request)
         crashpoint("after_submit")
         moved = await self.service.move(
             _id(job), Status.QUEUED, lease=self.id, reason="submitted to provider",
@@ -208,7 +246,9 @@ class Driver:
     async def _check(self, job: dict[str, Any]) -> float | None:
         job_id = _id(job)
         if not job.get("provider_done"):
-            st = await _retry(self.provider.status, job["endpoint"], job["provider_request_id"])
+            asked = time.monotonic()
+            st = await _retry(self._provider_call("status", self.provider.status),
+                              job["endpoint"], job["provider_request_id"])
             checks = int(job.get("checks", 0)) + 1
             if st.state != "completed":
                 crashpoint("while_processing")
@@ -224,7 +264,10 @@ class Driver:
                     await self.service.move(job_id, to, lease=self.id, fields=fields)
                 else:
                     await jobs_db.update(self.db, job_id, {"checks": checks}, self.id)
-                return schedule.next_check(checks, job["webhook"], self._interval)
+                # Counted from when fal was asked, so checks are one interval apart however
+                # long this step took (the lease is released with what is left of it).
+                return (schedule.next_check(checks, job["webhook"], self._interval)
+                        - (time.monotonic() - asked))
         job = await self.service.move(
             job_id, Status.FINALIZING, lease=self.id, reason="provider finished",
             fields={"queue_position": None, "attempts": 0,
@@ -240,7 +283,9 @@ class Driver:
         transaction refused, so there is one file, one library item, one charge."""
         job_id, owner_id = _id(job), str(job["owner"].id)
         key = video_key(owner_id, job_id)
+        started = time.monotonic()
         size = await self.storage.size(key)
+        downloaded = size is None
         if size is None:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(dir=self.work_dir, suffix=".mp4")
@@ -248,11 +293,12 @@ class Driver:
             tmp = Path(tmp_name)
             try:
                 fetched = await _retry(
-                    self.provider.fetch_result, job["endpoint"], job["provider_request_id"],
-                    tmp, self.max_result_bytes,
+                    self._provider_call("result", self.provider.fetch_result),
+                    job["endpoint"], job["provider_request_id"], tmp, self.max_result_bytes,
                 )
                 crashpoint("after_download")
-                await _retry(self.storage.put_file, key, tmp, "video/mp4")
+                await _retry(self._storage_call("put_file", self.storage.put_file),
+                             key, tmp, "video/mp4")
                 size = fetched.size
             finally:
                 await asyncio.to_thread(tmp.unlink, missing_ok=True)
@@ -265,6 +311,14 @@ class Driver:
             fields={"result_key": key, "result_size": size}, library=library,
         )
         crashpoint("after_charge")
+        if done is not None:
+            seconds = time.monotonic() - started
+            labels = (job.get("template") or "unknown", self.provider_name)
+            self.metrics.finalize_duration.labels(*labels).observe(seconds)
+            if downloaded:
+                self.metrics.finalize_bytes.labels(*labels).observe(size)
+            log.info("job.finalized", bytes=size, duration_s=round(seconds, 3),
+                     downloaded=downloaded)
         if done is None:
             current = await jobs_db.get(self.db, job_id)
             if current and current["status"] == Status.CANCELED:
@@ -280,9 +334,44 @@ class Driver:
         if not job.get("provider_request_id"):
             return
         try:
-            await _retry(self.provider.cancel, job["endpoint"], job["provider_request_id"])
+            await _retry(self._provider_call("cancel", self.provider.cancel),
+                         job["endpoint"], job["provider_request_id"])
         except ProviderError as exc:
-            log.warning("job %s: cancel at provider failed: %s", _id(job), exc)
+            log.warning("job.provider_cancel_failed", job_id=_id(job), **error_fields(exc))
+
+    def _provider_call(self, kind: str, fn):
+        """`fn` counted per attempt (requests and errors by kind), failures logged with
+        their status and message."""
+
+        async def call(*args):
+            self.metrics.provider_requests.labels(self.provider_name, kind).inc()
+            try:
+                return await fn(*args)
+            except Exception as exc:
+                transient = isinstance(exc, TRANSIENT)
+                self.metrics.provider_errors.labels(
+                    self.provider_name, kind, "transient" if transient else "permanent").inc()
+                log.warning("provider.error", provider=self.provider_name, kind=kind,
+                            transient=transient,
+                            request_id=args[1] if kind != "submit" and len(args) > 1 else None,
+                            **error_fields(exc))
+                raise
+
+        return call
+
+    def _storage_call(self, operation: str, fn):
+        async def call(*args):
+            try:
+                return await fn(*args)
+            except Exception as exc:
+                transient = isinstance(exc, TRANSIENT)
+                self.metrics.storage_errors.labels(
+                    operation, "transient" if transient else "permanent").inc()
+                log.warning("storage.error", operation=operation, transient=transient,
+                            **error_fields(exc))
+                raise
+
+        return call
 
     def cancel_later(self, job: dict[str, Any]) -> None:
         """For cancels made outside the driver (the API): tell the provider in the background."""
@@ -330,3 +419,20 @@ def _in(seconds: float) -> datetime:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
+
+
+_HTTP_STATUS = re.compile(r"\b(?:HTTP|S3) (\d{3})\b")
+
+
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    """What a log line says about an error: its kind, HTTP status (when there was one)
+    and message (the logging redacts URLs' query strings and other secrets)."""
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        found = _HTTP_STATUS.search(str(exc))
+        status = int(found.group(1)) if found else None
+    source = ("provider" if isinstance(exc, ProviderError) else
+              "storage" if isinstance(exc, StorageError) else
+              "database" if isinstance(exc, Conflict) else "other")
+    return {"error_type": type(exc).__name__, "error_source": source, "http_status": status,
+            "error": str(exc)[:500]}

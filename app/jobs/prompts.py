@@ -20,7 +20,8 @@ def clean_value(value: str) -> str:
     """One line of plain text: control characters (newlines included) become spaces, so a
     value can never start a new instruction or reopen a placeholder."""
     text = "".join(" " if unicodedata.category(c).startswith("C") else c for c in value)
-    text = text.replace("{{", "{ {").replace("}}", "} }")
+    while "{{" in text or "}}" in text:  # "{{{X}}}" needs more than one pass
+        text = text.replace("{{", "{ {").replace("}}", "} }")
     return " ".join(text.split())
 
 

@@ -17,7 +17,10 @@ from app.db import users as users_db
 from app.db.connection import Database, Thrown
 from app.jobs.prompts import VariableError, check_variables, fill_prompt
 from app.jobs.states import ACTIVE, FINAL, TRANSITIONS, Status, sources_of
+from app.observability.logging import get_logger
 from app.settings import Settings
+
+log = get_logger("reelforge.jobs")
 
 ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
 FINAL_VALUES = sorted(s.value for s in FINAL)
@@ -43,6 +46,9 @@ class JobService:
     publish: Callable[[str, dict[str, Any]], Awaitable[None]]  # (kind, job) → fan-out
     wake_driver: Callable[[], None] = lambda: None
     cancel_at_provider: Callable[[dict[str, Any]], None] = lambda job: None
+    # (job after, status before, credit effect) after every move: the app's metrics.
+    observe: Callable[[dict[str, Any], str | None, str | None], None] = (
+        lambda job, before, credits: None)
 
     async def create(
         self, user_id: str, template_slug: Any, start_key: Any, variables: Any, provider: str
@@ -102,7 +108,9 @@ class JobService:
             })
         return JobRequestError(400, {"error": code, "message": code})
 
-    async def cancel(self, user_id: str, job_id: str) -> dict[str, Any]:
+    async def cancel(
+        self, user_id: str, job_id: str, reason: str = "canceled by its owner"
+    ) -> dict[str, Any]:
         """Cancel now: the job ends canceled and its reservation is released at once; the
         driver tells the provider (a finalize that races this finds the job canceled)."""
         job = await jobs_db.get_owned(self.db, job_id, user_id)
@@ -114,10 +122,10 @@ class JobService:
                 return job
             raise JobRequestError(409, {"error": "already_finished", "status": job["status"],
                                         "message": f"The job has already {job['status']}"})
-        moved = await self.move(job_id, Status.CANCELED, reason="canceled by its owner",
+        moved = await self.move(job_id, Status.CANCELED, reason=reason,
                                 fields={"cancel_requested": True, "error": "Canceled"})
         if moved is None:  # it finished in the meantime
-            return await self.cancel(user_id, job_id)
+            return await self.cancel(user_id, job_id, reason)
         if moved.get("provider_request_id"):
             self.cancel_at_provider(moved)
         return moved
@@ -138,11 +146,27 @@ class JobService:
             extra.update(finished_at=datetime.now(UTC), lease_owner=None, lease_until=None,
                          queue_position=None)
             credits = "capture" if to == Status.COMPLETED else "release"
-        job = await jobs_db.transition(
+        job, before = await jobs_db.transition(
             self.db, job_id, to.value, sources, extra, reason=reason, lease=lease,
-            credits=credits, library=library,
+            credits=credits, library=library, with_previous=True,
         )
         if job is not None:
+            # The one log line and the metrics of every status change (ids, never the
+            # owner's email or the prompt).
+            created = job.get("created_at")
+            age = (job.get("finished_at") or datetime.now(UTC)) - created if created else None
+            (log.warning if to == Status.FAILED else log.info)(
+                "job.transition", job_id=job_id, owner_id=str(job["owner"].id),
+                template=job.get("template"), provider=job.get("provider"),
+                provider_request_id=job.get("provider_request_id"),
+                **{"from": before, "to": job["status"]}, attempt=job.get("attempts", 0),
+                duration_s=round(age.total_seconds(), 3) if age else None,
+                reason=reason, credits=credits,
+            )
+            try:
+                self.observe(job, before, credits)
+            except Exception:  # metrics must never stop a job
+                log.exception("metrics.observe_failed", job_id=job_id)
             await self.publish("job", job)
             if credits:
                 await self.publish("credits", job)

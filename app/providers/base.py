@@ -8,7 +8,12 @@ from typing import Literal, Protocol
 
 
 class ProviderError(Exception):
-    """A permanent failure: the job fails with this message."""
+    """A permanent failure: the job fails with this message. `status_code` is the
+    provider's HTTP status when there was one (for the logs)."""
+
+    def __init__(self, *args: object, status_code: int | None = None):
+        super().__init__(*args)
+        self.status_code = status_code
 
 
 class TransientProviderError(ProviderError):

@@ -76,8 +76,8 @@ def _error(what: str, exc: Exception) -> ProviderError:
         detail = _detail_text(exc.message)
         msg = f"fal {what} failed (HTTP {exc.status_code}): {detail}"
         if _is_transient_status(exc.status_code):
-            return TransientProviderError(msg)
-        return ProviderError(msg)
+            return TransientProviderError(msg, status_code=exc.status_code)
+        return ProviderError(msg, status_code=exc.status_code)
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return TransientProviderError(f"fal {what} timed out")
     if isinstance(exc, httpx.TransportError):
@@ -179,8 +179,9 @@ class FalProvider:
         msg = _response_detail(response)
         from_fal = "x-fal-request-id" in response.headers or "x-fal-error-type" in response.headers
         if code == 429 or (code >= 500 and not from_fal):
-            return TransientProviderError(f"fal result failed (HTTP {code}): {msg}")
-        return ProviderError(msg)
+            return TransientProviderError(f"fal result failed (HTTP {code}): {msg}",
+                                          status_code=code)
+        return ProviderError(msg, status_code=code)
 
     async def _check_download_url(self, request: httpx.Request) -> None:
         url = request.url

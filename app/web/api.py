@@ -18,6 +18,29 @@ from app.jobs.service import JobRequestError
 from app.jobs.states import FINAL, Status, public_status
 from app.web.auth import require_user, services_of, user_id_of
 from app.web.responses import error, is_htmx
+from app.web.schemas import (
+    BAD_REQUEST,
+    JOB_FILTER_SCHEMA,
+    NOT_FOUND,
+    NOT_SIGNED_IN,
+    SUBMIT_BODY,
+    TOO_LARGE,
+    UPLOAD_BODY,
+    AlreadyFinished,
+    Deleted,
+    InsufficientCredits,
+    JobList,
+    JobStatus,
+    LibraryItem,
+    Me,
+    SubmitAccepted,
+    TemplateOut,
+    TooManyActiveJobs,
+    Uploaded,
+    err,
+    ok,
+    operation_with_body,
+)
 from app.web.uploads import MAX_UPLOAD_BYTES, UploadRejected, inspect_image
 
 STATUS_FILTERS = {
@@ -81,23 +104,28 @@ def job_json(job: dict[str, Any]) -> dict[str, Any]:
 class ApiController(Controller):
     path = "/api"
 
-    @get("/me")
+    @get("/me", responses={200: ok(Me, "The signed-in person"),
+                           401: NOT_SIGNED_IN})
     async def me(self, request: Request) -> dict[str, Any]:
         user = await require_user(request)
         return {"email": user["email"], "credits": user["balance"],
                 "available": users_db.available(user)}
 
-    @get("/templates")
+    @get("/templates", responses={200: ok(list[TemplateOut], "The template catalogue")})
     async def templates(self, request: Request) -> list[dict[str, Any]]:
         return [template_json(t) for t in await templates_db.list_active(services_of(request).db)]
 
-    @get("/library")
+    @get("/library", responses={200: ok(list[LibraryItem], "The caller's library, newest first"),
+                                401: NOT_SIGNED_IN})
     async def library(self, request: Request) -> list[dict[str, Any]]:
         user = await require_user(request)
         items = await library_db.list_for(services_of(request).db, user_id_of(user))
         return [await library_json(request, i) for i in items]
 
-    @post("/library", request_max_body_size=MAX_UPLOAD_BYTES + 1024 * 1024)
+    @post("/library", request_max_body_size=MAX_UPLOAD_BYTES + 1024 * 1024,
+          operation_class=operation_with_body("multipart/form-data", UPLOAD_BODY),
+          responses={201: ok(Uploaded, "Stored in the library"),
+                     400: BAD_REQUEST, 401: NOT_SIGNED_IN, 413: TOO_LARGE})
     async def upload(
         self, request: Request,
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
@@ -125,7 +153,9 @@ class ApiController(Controller):
             return Response(html, status_code=201, media_type="text/html")
         return Response({k: body[k] for k in ("key", "kind", "url")}, status_code=201)
 
-    @delete("/library", status_code=200)
+    @delete("/library", status_code=200,
+            responses={200: ok(Deleted, "Deleted"), 400: BAD_REQUEST,
+                       401: NOT_SIGNED_IN, 404: NOT_FOUND})
     async def delete_item(self, request: Request, key: str) -> Response:
         user = await require_user(request)
         services = services_of(request)
@@ -139,7 +169,14 @@ class ApiController(Controller):
             return Response("", status_code=200, media_type="text/html")
         return Response({"deleted": key})
 
-    @post("/templates/video", status_code=202)
+    @post("/templates/video", status_code=202,
+          operation_class=operation_with_body("application/json", SUBMIT_BODY),
+          responses={202: ok(SubmitAccepted, "Recorded; credits reserved"),
+                     400: BAD_REQUEST, 401: NOT_SIGNED_IN,
+                     402: err("Not enough credits available", InsufficientCredits),
+                     404: err("Unknown template, or the start image is not the caller's"),
+                     413: TOO_LARGE,
+                     429: err("Too many active jobs", TooManyActiveJobs)})
     async def submit(self, request: Request) -> Response:
         user = await require_user(request)
         services = services_of(request)
@@ -165,7 +202,9 @@ class ApiController(Controller):
                          "credits": job["credits"], "message": "Generating video…"},
                         status_code=202)
 
-    @get("/templates/video/status")
+    @get("/templates/video/status",
+         responses={200: ok(JobStatus, "The job's public status"),
+                    400: BAD_REQUEST, 401: NOT_SIGNED_IN, 404: NOT_FOUND})
     async def status(
         self, request: Request, job_id: Annotated[str, Parameter(query="jobId")]
     ) -> Response:
@@ -175,7 +214,10 @@ class ApiController(Controller):
             return error(404, "not_found", "No such job", field="jobId")
         return Response(await job_status_json(request, job))
 
-    @post("/templates/video/cancel", status_code=200)
+    @post("/templates/video/cancel", status_code=200,
+          responses={200: ok(JobStatus, "The job, now canceled"),
+                     400: BAD_REQUEST, 401: NOT_SIGNED_IN, 404: NOT_FOUND,
+                     409: err("The job had already finished", AlreadyFinished)})
     async def cancel(
         self, request: Request, job_id: Annotated[str, Parameter(query="jobId")]
     ) -> Response:
@@ -189,9 +231,11 @@ class ApiController(Controller):
             return Response(services.fragments.job_card(job), media_type="text/html")
         return Response(await job_status_json(request, job))
 
-    @get("/jobs")
+    @get("/jobs", responses={200: ok(JobList, "The caller's jobs"),
+                             400: BAD_REQUEST, 401: NOT_SIGNED_IN})
     async def jobs(
-        self, request: Request, status: str | None = None,
+        self, request: Request,
+        status: Annotated[str | None, Parameter(schema_extra=JOB_FILTER_SCHEMA)] = None,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
         offset: Annotated[int, Parameter(ge=0, le=100_000)] = 0,
     ) -> Response:

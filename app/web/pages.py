@@ -79,13 +79,20 @@ async def _page(request: Request, name: str, user: dict[str, Any] | None, **ctx:
                     context={"user": user, "active_nav": name, **ctx})
 
 
+def typed_values(payload: dict[str, Any]) -> dict[str, str]:
+    """The variables as typed, to re-render the form. A JSON body's `variables` may be any
+    JSON value (a list, a string…): only an object has values to show."""
+    given = payload.get("variables")
+    return {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
+
+
 async def generate_error_response(
     request: Request, user: dict[str, Any], payload: dict[str, Any], exc: JobRequestError
 ) -> Response:
     """Re-render the form with what was typed and the server's message; add a toast."""
     fragments = services_of(request).fragments
     field = exc.body.get("field")
-    values = {k: str(v) for k, v in (payload.get("variables") or {}).items()}
+    values = typed_values(payload)
     errors = {field: exc.body.get("message", "")} if field else {}
     ctx = await generate_context(request, user, template_slug=payload.get("templateSlug"),
                                  image_key=payload.get("startKey"), values=values,
@@ -107,7 +114,7 @@ async def generate_success_response(
     stream sends them too; the page keeps one of each, by id)."""
     services = services_of(request)
     fresh = await users_db.by_id(services.db, user_id_of(user))
-    values = {k: str(v) for k, v in (payload.get("variables") or {}).items()}
+    values = typed_values(payload)
     ctx = await generate_context(request, fresh or user,
                                  template_slug=payload.get("templateSlug"),
                                  image_key=payload.get("startKey"), values=values)
@@ -130,6 +137,8 @@ def _upsert(target: str, position: str, html: str) -> str:
 
 
 class PageController(Controller):
+    include_in_schema = False  # HTML pages and forms; /schema documents the JSON API
+
     @get("/", name="workspace")
     async def workspace(self, request: Request, image: str | None = None) -> Template | Redirect:
         user = await current_user(request)
@@ -192,12 +201,18 @@ class PageController(Controller):
 
     @get("/fragments/panel")
     async def panel_fragment(
-        self, request: Request, image: str | None = None
+        self, request: Request, image: str | None = None,
+        template_slug: Annotated[str | None, Parameter(query="templateSlug")] = None,
     ) -> Template | Response:
+        """The workspace panel for `image`; the form keeps the template and anything typed
+        that came along (`variables.NAME`)."""
         user = await current_user(request)
         if user is None:
             return Response("", status_code=401)
-        ctx = await generate_context(request, user, image_key=image)
+        values = {k.removeprefix("variables."): v for k, v in request.query_params.items()
+                  if k.startswith("variables.")}
+        ctx = await generate_context(request, user, image_key=image,
+                                     template_slug=template_slug, values=values)
         return Template(template_name="partials/workspace_panel.html", context={"gen": ctx})
 
     # -- sign-in -------------------------------------------------------------------

@@ -38,6 +38,8 @@ def _job_view(job: dict[str, Any]) -> dict[str, Any]:
         "progress": min(95, int(100 * elapsed / typical)) if status not in FINAL else 100,
         "slow_in": max(0, SLOW_AFTER_SECONDS - elapsed),
         "created_at": job["created_at"],
+        # The version of what the fragments show: a page keeps the newest (static/app.js).
+        "updated": f"{(job.get('updated_at') or job['created_at']).timestamp():.6f}",
     }
 
 

@@ -11,12 +11,19 @@ from app.db import jobs as jobs_db
 from app.jobs.service import ACTIVE_VALUES
 from app.web.auth import services_of
 from app.web.responses import error
+from app.web.schemas import TOO_LARGE, WEBHOOK_BODY, WebhookAck, err, ok, operation_with_body
 
 log = logging.getLogger("reelforge.webhooks")
 MAX_WEBHOOK_BODY = 2 * 1024 * 1024
 
 
-@post("/api/webhooks/fal", request_max_body_size=MAX_WEBHOOK_BODY, status_code=200)
+@post("/api/webhooks/fal", request_max_body_size=MAX_WEBHOOK_BODY, status_code=200,
+      operation_class=operation_with_body("application/json", WEBHOOK_BODY),
+      responses={200: ok(WebhookAck, description="Verified (the job is due now)"),
+                 401: err("Unsigned, forged, altered or replayed"),
+                 404: err("Webhooks are not enabled (VIDEO_PROVIDER is not fal)"),
+                 413: TOO_LARGE,
+                 503: err("The signing keys could not be fetched; fal retries later")})
 async def fal_webhook(request: Request) -> Response:
     from app.providers.fal_webhook import JwksUnavailable, WebhookRejected
 

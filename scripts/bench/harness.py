@@ -328,6 +328,8 @@ class AppServer:
 
 # --- the fake fal in a process of its own --------------------------------------------------
 def _fake_fal_main(conn, defaults: dict[str, Any], media_host: str) -> None:  # child process
+    import dataclasses
+
     from tests.fakes.fal_server import FakeFal, JobSpec
 
     fake = FakeFal(media_host=media_host)
@@ -364,6 +366,20 @@ def _fake_fal_main(conn, defaults: dict[str, Any], media_host: str) -> None:  # 
     def set_defaults(**fields: Any) -> None:
         fake.defaults = JobSpec(**fields)
 
+    def queue_specs(specs: list[dict[str, Any]]) -> int:
+        """The next len(specs) submissions get these JobSpec fields, in order."""
+        with fake._lock:
+            fake._next_specs.extend(JobSpec(**{**dataclasses.asdict(fake.defaults), **s})
+                                    for s in specs)
+        return len(specs)
+
+    def request_times(kind: str) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for r in list(fake.requests):
+            if r.kind == kind and r.request_id is not None:
+                out.setdefault(r.request_id, []).append(r.at)
+        return out
+
     def webhook_stats() -> dict[str, int]:
         return {"delivered": len(fake.webhooks),
                 "ok": sum(1 for d in fake.webhooks if d.status_code == 200)}
@@ -376,6 +392,7 @@ def _fake_fal_main(conn, defaults: dict[str, Any], media_host: str) -> None:  # 
 
     local = {"jobs": jobs, "first_request_at": first_request_at, "complete_all": complete_all,
              "set_defaults": set_defaults, "webhook_stats": webhook_stats,
+             "queue_specs": queue_specs, "request_times": request_times,
              "counts_by_kind": counts_by_kind,
              "counts_by_job": lambda: {k: dict(v) for k, v in fake.counts_by_job().items()}}
     try:
@@ -732,3 +749,44 @@ def run(coro) -> Any:
     except ImportError:
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+# --- profiling -----------------------------------------------------------------------------
+def start_py_spy(pid: int, seconds: float, out: str | Path, rate: int = 100,
+                 native: bool = False) -> subprocess.Popen | None:
+    """Sample a process with py-spy (if installed: `.venv/bin/pip install py-spy`) into a
+    collapsed-stack file `out`; returns the py-spy process (None when py-spy is missing)."""
+    exe = Path(sys.executable).with_name("py-spy")
+    if not exe.exists():
+        print("py-spy is not installed: .venv/bin/pip install py-spy", flush=True)
+        return None
+    cmd = [str(exe), "record", "-p", str(pid), "-d", str(max(1, int(seconds))), "-r", str(rate),
+           "-f", "raw", "-o", str(out), "--nonblocking"]
+    if native:
+        cmd.append("--native")
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarize_profile(path: str | Path, top: int = 25) -> dict[str, list[tuple[str, float]]]:
+    """From a collapsed-stack file: the share of samples per function, inclusive (anywhere on
+    the stack) and self (the innermost frame), highest first."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [f.split(" (")[0] + " " + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
+                  for f in stack.split(";")]
+        for f in set(frames):
+            inclusive[f] = inclusive.get(f, 0) + n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+
+    def ranked(d: dict[str, int]) -> list[tuple[str, float]]:
+        return [(k, round(100 * v / total, 1))
+                for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+
+    return {"samples": total, "inclusive_pct": ranked(inclusive), "self_pct": ranked(own)}

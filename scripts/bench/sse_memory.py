@@ -123,7 +123,7 @@ def _stock_events():
     from starlette.responses import JSONResponse
 
     @asgi("/events", is_mount=False, include_in_schema=False)
-    async def events(scope, receive, send) -> None:
+    async def events(scope: Any, receive: Any, send: Any) -> None:
         services = scope["litestar_app"].state.services
         session = scope.get("session") or {}
         user_id = session.get("uid") if isinstance(session, dict) else None
@@ -410,7 +410,8 @@ async def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 60) -
     raise TimeoutError("server did not become healthy")
 
 
-async def measure_variant(variant: str, levels: list[int], args) -> dict[str, Any]:
+async def measure(variant: str, n: int, args) -> dict[str, Any]:
+    """One fresh server, N streams: RSS, idle CPU, latency, fan-out, shutdown time."""
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix=f"sse-bench-{variant}-"))
     env = {**os.environ, "DATA_DIR": str(data_dir), "DATABASE_URL": "mem://",
@@ -423,11 +424,11 @@ async def measure_variant(variant: str, levels: list[int], args) -> dict[str, An
         [sys.executable, __file__, "--serve", variant, "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    result: dict[str, Any] = {"variant": variant, "pid": proc.pid, "levels": []}
+    row: dict[str, Any] = {"variant": variant, "connections": n}
     conns: list[SSEConn] = []
     try:
         await wait_healthy(base, proc)
-        result["server"] = loaded_libraries(proc.pid)
+        row["server"] = loaded_libraries(proc.pid)
         idle_http, idle_key = await signup(base, "idle@bench.example")
         probe_http, probe_key = await signup(base, "probe@bench.example")
         idle = Client("127.0.0.1", port, dict(idle_http.cookies.items()))
@@ -441,53 +442,41 @@ async def measure_variant(variant: str, levels: list[int], args) -> dict[str, An
         await asyncio.sleep(1.5)
         rss0 = await settle(proc.pid)
         cpu0 = await idle_cpu(proc.pid, args.idle_seconds)
-        result.update(rss_before_kib=rss0, idle_cpu_pct_without_streams=round(cpu0, 2))
-        print(f"[{variant}] server pid {proc.pid}: RSS {rss0} KiB, idle CPU {cpu0:.2f} % "
-              f"without streams; {result['server']}", flush=True)
+        row.update(rss_before_kib=rss0, idle_cpu_pct_without_streams=round(cpu0, 2))
+        t0 = time.monotonic()
         probes = await open_connections(args.probes, port, probe.events_request(), sources, 0)
-        conns += probes
-        for n in levels:
-            t0 = time.monotonic()
-            more = n - len(conns)
-            conns += await open_connections(more, port, idle.events_request(), sources,
-                                            len(conns))
-            opened_s = time.monotonic() - t0
-            rss = await settle(proc.pid, args.settle)
-            per_conn = (rss - rss0) / n
-            cpu = await idle_cpu(proc.pid, args.idle_seconds)
-            submit_ms, cancel_ms = [], []
-            for _ in range(args.rounds):
-                s, c = await job_round(probe_http, probe_key, probes)
-                submit_ms += s
-                cancel_ms += c
-            lat = submit_ms + cancel_ms
-            fan_each, fan_all = [], []
-            idle_conns = [c for c in conns if c not in probes]
-            for _ in range(args.fanout_rounds):
-                s, c = await job_round(idle_http, idle_key, idle_conns, timeout=120)
-                fan_each += s + c
-                fan_all += [max(s), max(c)]
-            alive = sum(1 for c in conns if not c.closed.done())
-            row = {
-                "connections": n, "alive": alive, "open_seconds": round(opened_s, 1),
-                "rss_kib": rss, "rss_per_connection_kib": round(per_conn, 2),
-                "idle_cpu_pct": round(cpu, 2),
-                "latency_ms": {"samples": len(lat), "p50": round(pct(lat, 50), 2),
-                               "p95": round(pct(lat, 95), 2), "p99": round(pct(lat, 99), 2),
-                               "max": round(max(lat), 2)},
-                "fanout_ms": {"subscribers": len(idle_conns), "rounds": len(fan_all),
-                              "p50_each": round(pct(fan_each, 50), 1),
-                              "p99_each": round(pct(fan_each, 99), 1),
-                              "last_median": round(statistics.median(fan_all), 1)}
-                if fan_all else None,
-            }
-            result["levels"].append(row)
-            print(f"[{variant}] {json.dumps(row)}", flush=True)
+        idles = await open_connections(n - len(probes), port, idle.events_request(), sources,
+                                       len(probes))
+        conns = probes + idles
+        row["open_seconds"] = round(time.monotonic() - t0, 1)
+        rss = await settle(proc.pid, args.settle)
+        row.update(rss_kib=rss, rss_per_connection_kib=round((rss - rss0) / n, 2))
+        row["idle_cpu_pct"] = round(await idle_cpu(proc.pid, args.idle_seconds), 2)
+        lat: list[float] = []
+        for _ in range(args.rounds):
+            s, c = await job_round(probe_http, probe_key, probes)
+            lat += s + c
+        row["latency_ms"] = {"samples": len(lat), "p50": round(pct(lat, 50), 2),
+                             "p95": round(pct(lat, 95), 2), "p99": round(pct(lat, 99), 2),
+                             "max": round(max(lat), 2)}
+        fan_each, fan_all = [], []
+        for _ in range(args.fanout_rounds):
+            s, c = await job_round(idle_http, idle_key, idles, timeout=120)
+            fan_each += s + c
+            fan_all += [max(s), max(c)]
+        if fan_all:
+            row["fanout_ms"] = {"subscribers": len(idles), "events": len(fan_all),
+                                "p50_each": round(pct(fan_each, 50), 1),
+                                "p99_each": round(pct(fan_each, 99), 1),
+                                "last_median": round(statistics.median(fan_all), 1)}
+        row["alive"] = sum(1 for c in conns if not c.closed.done())
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-        result["shutdown_seconds_with_streams_open"] = round(time.monotonic() - t0, 2)
-        result["connections_at_shutdown"] = len(conns)
+        row["shutdown_seconds"] = round(time.monotonic() - t0, 2)
+        await asyncio.sleep(0.2)
+        row["streams_ended_by_server"] = sum(1 for c in conns if c.closed.done())
+        print(f"[{variant}] {json.dumps(row)}", flush=True)
     finally:
         for c in conns:
             if c.transport and not c.transport.is_closing():
@@ -496,44 +485,48 @@ async def measure_variant(variant: str, levels: list[int], args) -> dict[str, An
             proc.kill()
             proc.wait()
         log.close()
-    return result
+        for http in (locals().get("idle_http"), locals().get("probe_http")):
+            if http is not None:
+                await http.aclose()
+    return row
 
 
-def table(results: list[dict[str, Any]]) -> str:
-    head = ("variant", "conns", "RSS KiB/conn", "idle CPU %", "lat p50 ms", "lat p99 ms",
-            "fan-out p99 ms", "fan-out last ms")
-    rows = [head]
-    for res in results:
-        for lv in res["levels"]:
-            fan = lv["fanout_ms"] or {}
-            rows.append((res["variant"], str(lv["connections"]),
-                         f"{lv['rss_per_connection_kib']:.2f}", f"{lv['idle_cpu_pct']:.2f}",
-                         f"{lv['latency_ms']['p50']:.1f}", f"{lv['latency_ms']['p99']:.1f}",
-                         str(fan.get("p99_each", "-")), str(fan.get("last_median", "-"))))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))
-                     for r in rows)
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ("variant", "conns", "KiB/conn", "idle CPU %", "lat p50 ms", "lat p99 ms",
+            "fan-out p99 ms", "fan-out last ms", "stop s")
+    lines = [head]
+    for r in rows:
+        fan = r.get("fanout_ms") or {}
+        lines.append((r["variant"], str(r["connections"]), f"{r['rss_per_connection_kib']:.2f}",
+                      f"{r['idle_cpu_pct']:.2f}", f"{r['latency_ms']['p50']:.1f}",
+                      f"{r['latency_ms']['p99']:.1f}", str(fan.get("p99_each", "-")),
+                      str(fan.get("last_median", "-")), str(r["shutdown_seconds"])))
+    widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(x, widths, strict=True))
+                     for x in lines)
 
 
 async def run(args) -> None:
-    results = [await measure_variant(v, sorted(args.n), args) for v in args.variants]
+    rows = []
+    for n in args.n:
+        for variant in args.variants:
+            rows.append(await measure(variant, n, args))
     out = {
         "benchmark": "sse_memory",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {"cores": os.cpu_count(), "memory_kib": _mem_total(),
+                    "load_average": os.getloadavg(),
                     "python": platform.python_version(), "platform": platform.platform()},
-        "client": {"probes": args.probes, "rounds": args.rounds, "sources": args.sources,
+        "client": {"probes": args.probes, "rounds": args.rounds,
+                   "fanout_rounds": args.fanout_rounds, "sources": args.sources,
                    "idle_seconds": args.idle_seconds, "nofile": raise_nofile()},
         "targets": {"rss_per_connection_kib": 25, "idle_cpu_pct": 5, "latency_p99_ms": 100},
-        "results": results,
+        "results": rows,
     }
     print()
-    print(table(results))
-    for res in results:
-        print(f"[{res['variant']}] uvloop={res['server']['uvloop']} "
-              f"httptools={res['server']['httptools']}; shutdown with "
-              f"{res['connections_at_shutdown']} streams open: "
-              f"{res['shutdown_seconds_with_streams_open']} s")
+    print(table(rows))
+    servers = {(r["server"]["uvloop"], r["server"]["httptools"]) for r in rows}
+    print(f"server: uvicorn with uvloop/httptools loaded = {sorted(servers)}")
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
@@ -550,7 +543,7 @@ def _mem_total() -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, nargs="+", default=[1000, 5000],
-                   help="connection counts to measure, cumulative on one server")
+                   help="connection counts to measure (a fresh server for each)")
     p.add_argument("--variants", type=lambda s: s.split(","), default=["app", "stock"])
     p.add_argument("--probes", type=int, default=10, help="streams of the probe person")
     p.add_argument("--rounds", type=int, default=25, help="submit+cancel rounds per level")

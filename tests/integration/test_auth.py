@@ -4,8 +4,10 @@ after sign-in that never leave the site, and the Host allow-list."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
+import httpx
 import pytest
 from litestar.testing import transport as test_transport
 
@@ -13,7 +15,14 @@ from app.settings import Settings
 from app.web.auth import LoginThrottle
 from app.web.pages import LOGIN_FAILED
 from tests.helpers import Account
-from tests.integration.api_support import count, running_app, sharing, user_row
+from tests.integration.api_support import (
+    BASE_URL,
+    count,
+    in_app,
+    running_app,
+    sharing,
+    user_row,
+)
 
 PASSWORD = "correct-horse-1"
 
@@ -274,6 +283,10 @@ async def test_login_keeps_a_local_next(client, alice):
     async with sharing(client) as other:
         r = await login(other, "alice@example.com", PASSWORD, next="/jobs?status=active")
         assert r.status_code == 303 and r.headers["location"] == "/jobs?status=active"
+        # a local path with a line break can't add a header or reach another site
+        r = await login(other, "alice@example.com", PASSWORD, next="/x\r\nSet-Cookie: a=b")
+        assert r.status_code == 303 and r.headers["location"].startswith("/x")
+        assert "\n" not in r.headers["location"] and "a=b;" not in r.headers.get("set-cookie", "")
 
 
 async def test_login_page_does_not_carry_an_off_site_next(client):
@@ -307,3 +320,25 @@ async def test_host_header_not_in_allow_list_is_400(client, alice):
 async def test_allowed_host_with_a_port_is_served(client, alice):
     r = await client.get("/api/me", headers={"host": "localhost:8000"})
     assert r.status_code == 200 and r.json()["email"] == "alice@example.com"
+
+
+async def _signup_burst(app, csrf: str, email: str, n: int) -> list[httpx.Response]:
+    """n sign-ups at once on the app's own event loop."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL,
+                                 cookies={"csrftoken": csrf}) as c:
+        return await asyncio.gather(*[
+            c.post("/signup", data={"email": email, "password": f"password-{i}",
+                                    "_csrf_token": csrf}) for i in range(n)])
+
+
+async def test_concurrent_signups_with_one_email_make_one_account(client):
+    csrf = await _csrf(client)
+    responses = in_app(client, _signup_burst, client.app, csrf, "race@example.com", 5)
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [303] + [400] * 4, codes
+    for r in responses:
+        if r.status_code == 400:
+            assert "An account with this email already exists" in r.text
+    assert count(client, "user") == 1 and count(client, "ledger") == 1
+    assert user_row(client, "race@example.com")["balance"] == 1000

@@ -8,14 +8,17 @@ import re
 import pytest
 from litestar.routes import ASGIRoute, HTTPRoute
 
+from app.db import users as users_db
 from app.main import create_app
 from tests.helpers import Account
 from tests.integration.api_support import (
     count,
     image_bytes,
+    in_app,
     media_files,
     running_app,
     sharing,
+    user_id,
     user_row,
 )
 
@@ -53,9 +56,11 @@ def test_the_route_table_lists_the_known_unsafe_routes(settings):
     assert all(m in UNSAFE for m, _ in routes)
 
 
-def _fill(path: str) -> str:
-    """A concrete path for a route pattern such as /media/{key:path}."""
-    return re.sub(r"\{[^}]+\}", "users/x/library/y.png", path)
+def _fill(path: str, job_id: str) -> str:
+    """A concrete path for a route pattern such as /media/{key:path} or /x/{job_id:str}:
+    a key-like path for path parameters, alice's job id for any other."""
+    path = re.sub(r"\{[^}:]+:path\}", "users/x/library/y.png", path)
+    return re.sub(r"\{[^}]+\}", job_id, path)
 
 
 def _snapshot(client, settings, email: str) -> dict:
@@ -72,9 +77,12 @@ def _snapshot(client, settings, email: str) -> dict:
 
 @pytest.fixture
 async def setup(settings):
-    """An idle app (jobs stay pending) and alice with one image and one pending job."""
+    """An idle app (jobs stay pending) and alice, an admin (so the admin routes are reached
+    rather than hidden behind their 404), with one image and one pending job."""
     async with running_app(settings, idle=True) as client:
         alice = await Account.signup(client, "alice@example.com")
+        in_app(client, users_db.set_admin, client.app.state.services.db,
+               user_id(client, alice.email), True)
         key = await alice.upload(image_bytes())
         r = await alice.submit(key)
         assert r.status_code == 202, r.text
@@ -104,7 +112,7 @@ async def test_every_unsafe_route_refuses_a_request_without_the_token(setup, set
     before = _snapshot(client, settings, alice.email)
     assert before["tables"]["library"] == 1 and before["jobs"] == ["pending"]
     for method, path in routes:
-        r = await client.request(method, _fill(path), follow_redirects=False,
+        r = await client.request(method, _fill(path, job_id), follow_redirects=False,
                                  **_request_for(method, path, key, job_id))
         assert r.status_code == 403, (method, path, r.status_code, r.text[:200])
     assert _snapshot(client, settings, alice.email) == before

@@ -13,7 +13,7 @@ from app.jobs.driver import Driver
 from app.main import create_app
 from app.providers.fal import FalProvider
 from tests.fakes.fal_server import JobSpec
-from tests.helpers import Account
+from tests.helpers import Account, on_app
 from tests.integration.test_jobs_fal import fal_settings
 
 JOBS = 8
@@ -37,7 +37,7 @@ async def test_two_drivers_and_webhooks_on_the_same_jobs(tmp_path, s3_server, fa
                     return await advance(job)
                 return wrapped
             driver._advance = counting(driver._advance)
-        await second.start()
+        on_app(c, second.start)
         try:
             person = await Account.signup(c, "race@example.com")
             key = await person.upload()
@@ -60,10 +60,17 @@ async def test_two_drivers_and_webhooks_on_the_same_jobs(tmp_path, s3_server, fa
                         done.add(job_id)
                     await asyncio.sleep(0.02)
 
-            await asyncio.wait_for(hammer_webhooks(), timeout=30)
+            try:
+                await asyncio.wait_for(hammer_webhooks(), timeout=30)
+            except TimeoutError:
+                for j in ids:
+                    job = await jobs_db.get(services.db, j)
+                    print(j, job["status"], job.get("provider_request_id"), job.get("error"),
+                          job.get("lease_owner"), job.get("due_at"), job.get("attempts"))
+                raise
             finals = [await person.wait_status(j, timeout=30) for j in ids]
         finally:
-            await second.stop()
+            on_app(c, second.stop)
 
         assert [f["status"] for f in finals] == ["completed"] * JOBS
         assert steps["first"] > 0 and steps["second"] > 0, steps  # both really took part

@@ -43,3 +43,9 @@ def test_bad_variables_name_the_field(given, field):
     with pytest.raises(VariableError) as err:
         check_variables(TEMPLATE, given)
     assert err.value.field == field
+
+
+def test_no_braces_pair_survives_cleaning():
+    for raw in ("{{{MODEL}}}", "{{{{X}}}}", "}}{{", "{ {MODEL} }"):
+        cleaned = clean_value(raw)
+        assert "{{" not in cleaned and "}}" not in cleaned

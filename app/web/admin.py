@@ -1,0 +1,188 @@
+"""The admin pages: the whole queue, one job's timeline, and the operator's actions
+(cancel, retry, release a stuck lease). Only for accounts with `admin: true`; everyone else,
+signed in or not, gets the same 404 as an unknown page, before anything else (even the CSRF
+check) runs, so nothing tells them these routes exist."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import QueryParameter
+from litestar.response import Redirect, Template
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from app.db import jobs as jobs_db
+from app.db import templates as templates_db
+from app.db import users as users_db
+from app.jobs.service import ACTIVE_VALUES, JobRequestError
+from app.jobs.states import Status
+from app.observability.logging import get_logger
+from app.web.admin_view import admin_job_view
+from app.web.auth import services_of, user_id_of
+
+log = get_logger("reelforge.admin")
+PAGE_SIZE = 50
+STATE_FILTERS: dict[str, list[str]] = {
+    "active": ACTIVE_VALUES, **{s.value: [s.value] for s in Status},
+}
+NOTICES = {
+    "canceled": "The job was canceled; its credits were released.",
+    "released": "The lease was released; the driver picks the job up now.",
+    "retried": "A new job was started with the same inputs, charged to the same account.",
+}
+
+
+def admin_only(app: ASGIApp) -> ASGIApp:
+    """Route middleware: anyone but a signed-in admin gets the not-found response."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        session = scope.get("session")
+        user_id = session.get("uid") if isinstance(session, dict) else None
+        services = scope["litestar_app"].state.services
+        user = await users_db.by_id(services.db, user_id) if isinstance(user_id, str) else None
+        if not user or not user.get("admin"):
+            raise NotFoundException()
+        scope.setdefault("state", {})["admin_user"] = user
+        await app(scope, receive, send)
+
+    return middleware
+
+
+def _admin(request: Request) -> dict[str, Any]:
+    return request.scope["state"]["admin_user"]
+
+
+def _url(path: str, **params: Any) -> str:
+    kept = {k: v for k, v in params.items()
+            if v not in (None, "") and not (k == "page" and v == 1)}
+    return f"{path}?{urlencode(kept)}" if kept else path
+
+
+def _safe_id(job_id: str) -> str:
+    return job_id if job_id.isalnum() and len(job_id) <= 64 else "invalid"
+
+
+class AdminController(Controller):
+    path = "/admin"
+    middleware = [admin_only]
+    include_in_schema = False
+
+    @get("/", name="admin")
+    async def queue(
+        self, request: Request,
+        state_filter: Annotated[str | None, QueryParameter(name="state")] = None,
+        template: str | None = None, owner: str | None = None, page: int = 1,
+    ) -> Template:
+        services = services_of(request)
+        db = services.db
+        state = state_filter if state_filter in STATE_FILTERS else None
+        template = (template or "").strip()[:100] or None
+        owner = (owner or "").strip().lower()[:254] or None
+        page = max(1, min(page, 10_000))
+        owner_id: str | None = None
+        no_match = False
+        if owner:
+            person = await users_db.by_email(db, owner)
+            owner_id = user_id_of(person) if person else None
+            no_match = person is None
+        rows: list[dict[str, Any]] = []
+        if not no_match:
+            rows = await jobs_db.list_all(
+                db, statuses=STATE_FILTERS[state] if state else None, template=template,
+                owner_id=owner_id, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+        has_next = len(rows) > PAGE_SIZE
+        counts = await jobs_db.count_by_status(db)
+        counts["active"] = sum(counts.get(s, 0) for s in ACTIVE_VALUES)
+        counts["all"] = sum(counts.get(s.value, 0) for s in Status)
+        filters = {"template": template, "owner": owner}
+        return Template(template_name="pages/admin_queue.html", context={
+            "user": _admin(request), "active_nav": "admin",
+            "rows": [admin_job_view(j, j.get("owner_email")) for j in rows[:PAGE_SIZE]],
+            "state": state, "template": template, "owner": owner, "page": page,
+            "counts": counts, "templates": await templates_db.list_active(db),
+            "states": [(None, "All", "all"), ("active", "Active", "active")]
+            + [(s.value, s.value.capitalize(), s.value) for s in Status],
+            "state_urls": {key: _url("/admin", state=key, **filters)
+                           for key in [None, *STATE_FILTERS]},
+            "newer_url": _url("/admin", state=state, page=page - 1, **filters)
+            if page > 1 else None,
+            "older_url": _url("/admin", state=state, page=page + 1, **filters)
+            if has_next else None,
+            # New jobs are added live only to the unfiltered first page.
+            "live_new": page == 1 and not (state or template or owner),
+        })
+
+    @get("/jobs/{job_id:str}", name="admin_job")
+    async def job(self, request: Request, job_id: str, done: str | None = None) -> Template:
+        return await _job_page(request, job_id, notice=NOTICES.get(done or ""))
+
+    @post("/jobs/{job_id:str}/cancel")
+    async def cancel(self, request: Request, job_id: str) -> Response | Template:
+        services = services_of(request)
+        job = await _get_job(request, job_id)
+        try:
+            await services.jobs.cancel(str(job["owner"].id), job_id,
+                                       reason="canceled by an admin")
+        except JobRequestError as exc:
+            return await _job_page(request, job_id, error=exc.body.get("message"),
+                                   status=exc.status)
+        log.info("admin.cancel", admin_id=user_id_of(_admin(request)), job_id=job_id)
+        return Redirect(f"/admin/jobs/{job_id}?done=canceled", status_code=303)
+
+    @post("/jobs/{job_id:str}/retry")
+    async def retry(self, request: Request, job_id: str) -> Response | Template:
+        services = services_of(request)
+        job = await _get_job(request, job_id)
+        if job["status"] not in (Status.FAILED, Status.CANCELED):
+            return await _job_page(request, job_id, status=409,
+                                   error="Only a failed or canceled job can be retried.")
+        try:
+            new = await services.jobs.create(
+                str(job["owner"].id), job["template"], job["start_key"], job["variables"],
+                services.settings.provider_name)
+        except JobRequestError as exc:
+            return await _job_page(request, job_id, error=exc.body.get("message"),
+                                   status=exc.status)
+        new_id = str(new["id"].id)
+        log.info("admin.retry", admin_id=user_id_of(_admin(request)), job_id=job_id,
+                 new_job_id=new_id)
+        return Redirect(f"/admin/jobs/{new_id}?done=retried", status_code=303)
+
+    @post("/jobs/{job_id:str}/release")
+    async def release(self, request: Request, job_id: str) -> Response | Template:
+        services = services_of(request)
+        await _get_job(request, job_id)
+        released = await jobs_db.release_lease(services.db, job_id, ACTIVE_VALUES,
+                                               reason="lease released by an admin")
+        if released is None:
+            return await _job_page(request, job_id, status=409,
+                                   error="The job holds no lease (or has finished).")
+        if services.driver:
+            services.driver.wake()
+        log.info("admin.release_lease", admin_id=user_id_of(_admin(request)), job_id=job_id)
+        return Redirect(f"/admin/jobs/{job_id}?done=released", status_code=303)
+
+
+async def _get_job(request: Request, job_id: str) -> dict[str, Any]:
+    job = await jobs_db.get(services_of(request).db, _safe_id(job_id))
+    if job is None:
+        raise NotFoundException()
+    return job
+
+
+async def _job_page(
+    request: Request, job_id: str, *, notice: str | None = None, error: str | None = None,
+    status: int = 200,
+) -> Template:
+    db = services_of(request).db
+    job = await _get_job(request, job_id)
+    owner = await users_db.by_id(db, str(job["owner"].id))
+    return Template(template_name="pages/admin_job.html", status_code=status, context={
+        "user": _admin(request), "active_nav": "admin",
+        "j": admin_job_view(job, owner["email"] if owner else None),
+        "timeline": await jobs_db.timeline(db, _safe_id(job_id)),
+        "notice": notice, "error": error,
+    })

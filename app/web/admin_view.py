@@ -1,0 +1,67 @@
+"""What the admin pages show of a job, and the two fragments the stream pushes to admins:
+a queue row (`admin-job-{id}`) and a job's live detail (`admin-job-{id}-detail`). Shared by
+the admin pages (app/web/admin.py) and the notifier, so both render them the same way."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from app.jobs.states import FINAL
+from app.web.render import Fragments, _job_view
+
+
+def _seconds(since: Any, until: Any = None) -> int | None:
+    if not isinstance(since, datetime):
+        return None
+    end = until if isinstance(until, datetime) else datetime.now(UTC)
+    return max(0, int((end - since).total_seconds()))
+
+
+def ago(seconds: int | None) -> str:
+    """42 s, 5 min, 3 h, 2 d: an age at a glance."""
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def admin_job_view(job: dict[str, Any], owner_email: str | None) -> dict[str, Any]:
+    lease_until = job.get("lease_until")
+    return {
+        **_job_view(job),
+        "owner_email": owner_email or "(deleted account)",
+        "owner_id": str(job["owner"].id) if job.get("owner") is not None else "",
+        "provider": job.get("provider") or "",
+        "provider_request_id": job.get("provider_request_id"),
+        "attempts": int(job.get("attempts") or 0),
+        "checks": int(job.get("checks") or 0),
+        "age": ago(_seconds(job.get("created_at"))),
+        "run_time": ago(_seconds(job.get("created_at"), job.get("finished_at"))),
+        "last_error": job.get("error"),
+        "lease_owner": job.get("lease_owner"),
+        "lease_until": lease_until,
+        "lease_expired": isinstance(lease_until, datetime) and lease_until < datetime.now(UTC),
+        "due_at": job.get("due_at"),
+        "updated_at": job.get("updated_at"),
+        "finished_at": job.get("finished_at"),
+        "webhook": bool(job.get("webhook")),
+        "retryable": job["status"] in ("failed", "canceled"),
+        "cancelable": job["status"] not in FINAL,
+    }
+
+
+def row_html(fragments: Fragments, job: dict[str, Any], owner_email: str | None) -> str:
+    return fragments.render("admin_job_row", j=admin_job_view(job, owner_email))
+
+
+def detail_html(
+    fragments: Fragments, job: dict[str, Any], owner_email: str | None, timeline: list[dict]
+) -> str:
+    return fragments.render("admin_job_detail", j=admin_job_view(job, owner_email),
+                            timeline=timeline)

@@ -1,0 +1,256 @@
+"""Browser fixtures: Debian's Chromium driven by Playwright (sync API), the real server in a
+subprocess (tests/crashkit.ServerProcess) with the local provider or with the fake fal
+queue, a fresh signed-up person per test, and `shot()` for screenshots.
+
+Chromium is started once and shared by the consecutive e2e tests. It is stopped as soon as
+the next test is not a browser test: the sync API marks its event loop as running while it
+is alive, which would stop pytest-asyncio from running the async tests that follow."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.crashkit import ServerProcess
+from tests.fakes.fal_server import FakeFal
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 30_000
+PASSWORD = "correct-horse-1"
+# fal jobs in the browser tests: long enough in each state to be seen, short enough to be quick
+QUEUE_TIME = 1.2
+RUN_TIME = 1.5
+
+# Recorded in every page before its own scripts run: each job card's data-status values in
+# the order they appeared (cards are replaced whole by swaps, so watch additions too), the
+# toasts that were added, and the names of the SSE events that arrived.
+RECORDER = """
+(() => {
+  const rf = window.__rf = {statuses: {}, toasts: [], sse: [], t0: performance.now()};
+  function note(card) {
+    const list = rf.statuses[card.id] = rf.statuses[card.id] || [];
+    const s = card.getAttribute("data-status");
+    if (list[list.length - 1] !== s) list.push(s);
+  }
+  function scan(node) {
+    if (node.nodeType !== 1) return;
+    if (node.matches(".job-card")) note(node);
+    node.querySelectorAll(".job-card").forEach(note);
+    if (node.matches(".toast")) rf.toasts.push({text: node.textContent.replace(/\\s+/g, " ").trim(),
+                                                  at: performance.now(), id: node.id});
+  }
+  new MutationObserver((records) => {
+    for (const r of records) {
+      if (r.type === "attributes") { if (r.target.matches(".job-card")) note(r.target); }
+      else r.addedNodes.forEach(scan);
+    }
+  }).observe(document, {subtree: true, childList: true, attributes: true,
+                        attributeFilter: ["data-status"]});
+  document.addEventListener("htmx:sseBeforeMessage", (e) => rf.sse.push(e.detail.type), true);
+})();
+"""
+
+
+def shot(page: Page, name: str, full_page: bool = True) -> Path:
+    """Save a screenshot of the page as tests/e2e/artifacts/<name>.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page, animations="disabled")
+    return path
+
+
+def sample_image(seed: int = 0) -> bytes:
+    """A small, pleasant PNG (a sunset over a road) to upload."""
+    w, h = 640, 400
+    img = Image.new("RGB", (w, h))
+    d = ImageDraw.Draw(img)
+    top, bottom = [(40, 60, 140), (120, 40, 90)][seed % 2], (250, 170, 90)
+    for y in range(h):
+        t = y / h
+        d.line([(0, y), (w, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
+    d.ellipse([w * 0.6, h * 0.25, w * 0.6 + 90, h * 0.25 + 90], fill=(255, 220, 150))
+    d.polygon([(0, h), (w * 0.45, h * 0.62), (w * 0.55, h * 0.62), (w, h)], fill=(50, 50, 60))
+    d.rounded_rectangle([w * 0.3, h * 0.68, w * 0.62, h * 0.84], 18, fill=(200, 40, 50))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+class _Chromium:
+    """One Chromium for a run of consecutive browser tests."""
+
+    def __init__(self) -> None:
+        self.pw: Playwright | None = None
+        self.browser: Browser | None = None
+
+    def get(self) -> Browser:
+        if self.browser is None:
+            self.pw = sync_playwright().start()
+            self.browser = self.pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        return self.browser
+
+    def stop(self) -> None:
+        if self.browser is not None:
+            self.browser.close()
+            self.browser = None
+        if self.pw is not None:
+            self.pw.stop()
+            self.pw = None
+
+
+_CHROMIUM = _Chromium()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    try:
+        return (yield)
+    finally:  # after the test's fixtures (its pages and contexts) are gone
+        if nextitem is None or nextitem.get_closest_marker("e2e") is None:
+            _CHROMIUM.stop()
+
+
+SERVER_FIXTURES = ("local_server", "fal_server", "poor_server")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed browser test carries the tail of its server's log."""
+    report = yield
+    if report.when == "call":
+        item._e2e_call_report = report  # type: ignore[attr-defined]
+    if report.failed:
+        for name in SERVER_FIXTURES:
+            server = getattr(item, "funcargs", {}).get(name)
+            if isinstance(server, ServerProcess):
+                logs = "\n".join(p.read_text(errors="replace")
+                                 for p in sorted(server.data_dir.glob("server-*.log")))
+                report.sections.append((f"{name} log (tail)", logs[-6000:]))
+    return report
+
+
+@pytest.fixture
+def browser() -> Browser:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs it (apt-get install chromium)")
+    return _CHROMIUM.get()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860})
+    ctx.set_default_timeout(TIMEOUT_MS)
+    ctx.add_init_script(RECORDER)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture(autouse=True)
+def _shots_on_failure(request: pytest.FixtureRequest,
+                      context: BrowserContext) -> Iterator[None]:
+    """A failed test leaves a screenshot of each of its open pages (FAILED-<test>-<n>.png)."""
+    yield
+    report = getattr(request.node, "_e2e_call_report", None)
+    if report is not None and report.failed:
+        for n, pg in enumerate(context.pages):
+            try:
+                shot(pg, f"FAILED-{request.node.name}-{n}")
+            except Exception:  # noqa: BLE001, S112 - best effort only
+                continue
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    return context.new_page()
+
+
+# -- servers ----------------------------------------------------------------------------
+
+def _serve(env: dict[str, str]) -> Iterator[ServerProcess]:
+    with tempfile.TemporaryDirectory(prefix="reelforge-e2e-") as tmp:
+        server = ServerProcess(Path(tmp), env)
+        try:
+            server.start()
+        except (RuntimeError, TimeoutError) as exc:
+            server.kill()
+            logs = "\n".join(p.read_text(errors="replace") for p in Path(tmp).glob("server-*.log"))
+            raise RuntimeError(f"{exc}; server log:\n{logs[-4000:]}") from exc
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def local_server() -> Iterator[ServerProcess]:
+    """The app with the local ffmpeg renderer."""
+    yield from _serve({"VIDEO_PROVIDER": "local"})
+
+
+@pytest.fixture(scope="module")
+def fal() -> Iterator[FakeFal]:
+    """The fake fal queue; each job spends QUEUE_TIME s queued and RUN_TIME s running."""
+    fake = FakeFal(queue_time=QUEUE_TIME, run_time=RUN_TIME).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="module")
+def fal_server(fal: FakeFal) -> Iterator[ServerProcess]:
+    """The app talking to the fake fal queue through the real fal_client."""
+    yield from _serve({"VIDEO_PROVIDER": "fal", **fal.env(), "STATUS_INTERVAL": "0.3"})
+
+
+@pytest.fixture
+def fake(fal: FakeFal) -> FakeFal:
+    """The fake fal queue, with no faults or special jobs left over from another test."""
+    fal.reset()
+    return fal
+
+
+@pytest.fixture(scope="module")
+def poor_server() -> Iterator[ServerProcess]:
+    """An app whose new accounts start with only 10 credits."""
+    yield from _serve({"VIDEO_PROVIDER": "local", "SIGNUP_CREDITS": "10"})
+
+
+# -- people -----------------------------------------------------------------------------
+
+@dataclass
+class Person:
+    email: str
+    base_url: str
+
+
+def signup(page: Page, base_url: str, name: str = "creator") -> Person:
+    email = f"{name}-{uuid.uuid4().hex[:8]}@example.com"
+    page.goto(base_url + "/signup")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base_url + "/")
+    return Person(email, base_url)
+
+
+def upload(page: Page, name: str = "sunset.png", seed: int = 0) -> str:
+    """Upload through the picker; returns the new tile's library key."""
+    before = page.locator("#library-grid > .tile").count()
+    page.set_input_files("#upload-file", files=[
+        {"name": name, "mimeType": "image/png", "buffer": sample_image(seed)}])
+    page.wait_for_function("n => document.querySelectorAll('#library-grid > .tile').length > n",
+                           arg=before)
+    return page.locator("#library-grid > .tile").first.get_attribute("data-key")
