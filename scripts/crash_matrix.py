@@ -20,6 +20,8 @@ the ledger summing to the balance.
     .venv/bin/python scripts/crash_matrix.py                 # the default subset, 5 runs a cell
     .venv/bin/python scripts/crash_matrix.py --full          # the whole product (~1 h)
     .venv/bin/python scripts/crash_matrix.py --runs 1 --limit 6   # a quick look
+    .venv/bin/python scripts/crash_matrix.py --resume        # go on after a stop
+    .venv/bin/python scripts/crash_matrix.py --report        # the table of what ran so far
 
 Writes bench-results/crash_matrix.json and prints the table (Markdown)."""
 
@@ -219,6 +221,10 @@ def run_one(cell: Cell, index: int) -> Run:
     return run
 
 
+def _run_from(data: dict) -> Run:
+    return Run(**{**data, "cell": Cell(**data["cell"])})
+
+
 def _task(args: tuple[Cell, int]) -> Run:
     return run_one(*args)
 
@@ -305,6 +311,10 @@ def main() -> None:
     ap.add_argument("--only", default=None,
                     help="only cells matching CRASH:PROVIDER:STORAGE:DB (* for any)")
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "crash_matrix.json"))
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the runs already in OUT's .runs.jsonl and run only the rest")
+    ap.add_argument("--report", action="store_true",
+                    help="run nothing: the table from the runs recorded so far")
     args = ap.parse_args()
 
     chosen = cells(args.full)
@@ -314,22 +324,41 @@ def main() -> None:
                                            zip(want, (c.crash, c.provider, c.storage, c.db),
                                                strict=False))]
     chosen = chosen[: args.limit]
-    tasks = [(cell, i * 1000 + n) for i, cell in enumerate(chosen) for n in range(args.runs)]
-    print(f"{len(chosen)} cells × {args.runs} runs = {len(tasks)} runs on {args.workers} "
-          "workers", flush=True)
+    out = Path(args.out)
+    log = out.with_suffix(".runs.jsonl")  # one line per finished run, so a stop loses nothing
+    resume = args.resume or args.report
+    done: list[Run] = [] if not resume else [
+        _run_from(json.loads(line)) for line in log.read_text().splitlines() if line.strip()
+    ] if log.exists() else []
+    if not resume:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("")
+    have: dict[Cell, int] = {}
+    for r in done:
+        have[r.cell] = have.get(r.cell, 0) + 1
+    # Round by round (every cell once, then every cell again, …): stopped early, every cell
+    # still has about as many runs as any other.
+    tasks = [(cell, i * 1000 + n) for n in range(args.runs) for i, cell in enumerate(chosen)
+             if n >= have.get(cell, 0)]
+    print(f"{len(chosen)} cells × {args.runs} runs: {len(tasks)} to run on {args.workers} "
+          f"workers ({len(done)} already done)", flush=True)
     started = time.monotonic()
-    runs: list[Run] = []
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(args.workers, initializer=_init_worker) as pool:
-        for n, run in enumerate(pool.imap_unordered(_task, tasks), 1):
-            runs.append(run)
-            flag = "" if run.status in ("completed", "failed") and not run.problem else " !!"
-            print(f"[{n}/{len(tasks)}] {run.cell.crash}/{run.cell.provider}/"
-                  f"{run.cell.storage}/{run.cell.db}: {run.status} in {run.seconds}s"
-                  f"{' crashed' if run.crashed else ''}{flag}"
-                  f"{' ' + run.problem if run.problem else ''}", flush=True)
+    runs: list[Run] = [r for r in done if r.cell in set(chosen)]
+    if tasks and not args.report:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(args.workers, initializer=_init_worker) as pool, log.open("a") as sink:
+            for n, run in enumerate(pool.imap_unordered(_task, tasks), 1):
+                runs.append(run)
+                sink.write(json.dumps({**asdict(run), "cell": asdict(run.cell)}) + "\n")
+                sink.flush()
+                flag = "" if run.status in ("completed", "failed") and not run.problem else " !!"
+                print(f"[{n}/{len(tasks)}] {run.cell.crash}/{run.cell.provider}/"
+                      f"{run.cell.storage}/{run.cell.db}: {run.status} in {run.seconds}s"
+                      f"{' crashed' if run.crashed else ''}{flag}"
+                      f"{' ' + run.problem if run.problem else ''}", flush=True)
     order = {c: i for i, c in enumerate(chosen)}
     rows = sorted(summarize(runs), key=lambda r: order[r.cell])
+    per_cell = sorted({r.runs for r in rows})
     totals = {
         "cells": len(rows), "runs": len(runs),
         "completed": sum(r.completed for r in rows),
@@ -343,12 +372,12 @@ def main() -> None:
         "crashed": sum(r.crashed for r in rows),
         "conflicts_injected": sum(r.conflicts_injected for r in rows),
         "harness_problems": sum(r.harness_problems for r in rows),
-        "seconds": round(time.monotonic() - started, 1),
+        "seconds_this_session": round(time.monotonic() - started, 1),
+        "run_seconds_total": round(sum(r.seconds for r in runs), 1),
+        "runs_per_cell": per_cell,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "subset": "full" if args.full else "default", "runs_per_cell": args.runs,
+        "subset": "full" if args.full else "default", "runs_per_cell_asked": args.runs,
         "workers": args.workers, "totals": totals,
         "skipped_unreachable": [asdict(c) for c in
                                 ([Cell(a, p, s, d) for a in CRASHES for p in PROVIDER_FAULTS

@@ -101,10 +101,12 @@
   });
 
   document.addEventListener("htmx:afterRequest", function (e) {
-    var t = e.detail.elt && e.detail.elt._sendingToast;
-    if (t) {
-      t.remove();
-      e.detail.elt._sendingToast = null;
+    // The form may have been replaced by its answer: htmx then fires this event on a
+    // parent, and requestConfig still names the element that made the request.
+    var elt = (e.detail.requestConfig && e.detail.requestConfig.elt) || e.detail.elt;
+    if (elt && elt._sendingToast) {
+      elt._sendingToast.remove();
+      elt._sendingToast = null;
     }
   });
 
@@ -173,11 +175,39 @@
   document.addEventListener("DOMContentLoaded", syncSelection);
   document.addEventListener("htmx:load", syncSelection);
 
+  // On a narrow screen the form sits under the gallery: picking a template brings it up.
+  document.addEventListener("htmx:afterSettle", function (e) {
+    var elt = e.detail.requestConfig && e.detail.requestConfig.elt;
+    var form = document.getElementById("generate");
+    if (elt && elt.closest && elt.closest(".template-card") && form && window.innerWidth < 1100) {
+      form.scrollIntoView({ behavior: "smooth", block: "start" });
+    }
+  });
+
+  // The generate form's "You have N available" follows the header's balance, which the
+  // stream keeps current (and says when the price is more than that).
+  function syncAvailable() {
+    var amount = document.querySelector("#credits .credits-amount");
+    if (!amount) return;
+    var available = Number(amount.textContent.trim());
+    document.querySelectorAll("[data-available]").forEach(function (el) {
+      el.textContent = String(available);
+    });
+    document.querySelectorAll("[data-price]").forEach(function (footer) {
+      var short = footer.parentElement.querySelector("[data-short]");
+      if (short) short.hidden = Number(footer.dataset.price) <= available;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", syncAvailable);
+  document.addEventListener("htmx:load", syncAvailable);
+
   // Choosing another start image in the form shows it in the panel at once (no request,
   // so nothing typed is lost).
   function showImage(select) {
     var option = select.options[select.selectedIndex];
     var panel = document.getElementById("workspace-panel");
+    var thumb = select.closest("form") && select.closest("form").querySelector(".start-thumb");
+    if (thumb && option && option.dataset.url) thumb.src = option.dataset.url;
     if (panel && option) {
       var img = panel.querySelector(".preview-large img");
       if (img && option.dataset.url) img.src = option.dataset.url;

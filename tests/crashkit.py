@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,44 @@ class Browserless:
             if time.monotonic() > deadline:
                 return body
             time.sleep(0.1)
+
+
+class EventStreamReader(threading.Thread):
+    """Reads one /events stream of a running server in a thread, for at most `seconds`:
+    `status` (the HTTP status), `text` (everything received), `ended_by_server` (the server
+    closed it, rather than the reader stopping)."""
+
+    def __init__(self, base_url: str, cookies: httpx.Cookies, seconds: float,
+                 path: str = "/events"):
+        super().__init__(daemon=True)
+        self.client = httpx.Client(base_url=base_url, cookies=cookies,
+                                   timeout=httpx.Timeout(5.0, read=seconds + 5))
+        self.seconds, self.path = seconds, path
+        self.status: int | None = None
+        self.text = ""
+        self.ended_by_server = False
+        self.ended_at: float | None = None
+        self.opened = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        try:
+            with self.client.stream("GET", self.path) as r:
+                self.status = r.status_code
+                self.opened.set()
+                for chunk in r.iter_text():
+                    self.text += chunk
+                    if self.stop.is_set() or time.monotonic() > deadline:
+                        break
+                else:
+                    self.ended_by_server = True
+        except httpx.HTTPError:
+            self.ended_by_server = True
+        finally:
+            self.ended_at = time.monotonic()
+            self.opened.set()
+            self.client.close()
 
 
 @dataclass

@@ -182,6 +182,28 @@ async def claim(
     )
 
 
+async def claim_many(
+    db: Database, job_ids: list[str], owner: str, ttl_s: float, active: list[str]
+) -> list[dict]:
+    """`claim` for several jobs in one statement: the WHERE is checked for each record on
+    its own, so the jobs returned are exactly those this driver won (one round trip and one
+    parse instead of one per job)."""
+    if not job_ids:
+        return []
+    rows = await db.write_one(
+        """
+        UPDATE $jids SET lease_owner = $owner,
+            lease_until = time::now() + type::duration($ttl)
+        WHERE status IN $active AND (lease_until = NONE OR lease_until < time::now())
+        RETURN AFTER
+        """,
+        {"jids": [rid("video_job", j) for j in job_ids], "owner": owner,
+         "ttl": f"{int(ttl_s * 1000)}ms", "active": active},
+    )
+    order = {j: i for i, j in enumerate(job_ids)}
+    return sorted(rows or [], key=lambda r: order.get(str(r["id"].id), len(order)))
+
+
 async def release(db: Database, job_id: str, owner: str, due_in_s: float | None) -> None:
     """Give the lease back and say when the job is next due."""
     await db.write(

@@ -7,14 +7,17 @@ nothing is lost but a little bandwidth.
 An idle stream costs as little as we can make it, because one process holds thousands: a
 subscription is a small slotted object with a list (no asyncio.Queue, whose deques and
 Event cost about 3 KiB each), and keep-alive pings come from one task for the whole broker
-that walks the streams a slice at a time, instead of a timer or task per stream."""
+that walks the streams a slice at a time, instead of a timer or task per stream. The same
+walk finds streams that are stuck (a client that stopped reading, so a write never
+completes): one that has taken nothing from its buffer for a whole ping interval while
+something waited in it is cut off too, so no per-write timer is needed either."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +40,11 @@ PING = ServerEvent("", "")  # a keep-alive marker; the stream writes it as a com
 
 class Subscription:
     """One open stream's buffer. `get()` waits for the next event; None means the stream
-    is over (client gone, too slow, or the server is shutting down)."""
+    is over (client gone, too slow, or the server is shutting down). `on_cut`, when set,
+    is called if the broker cuts the stream off, so the stream can abort a stuck write."""
 
-    __slots__ = ("user_id", "slot", "_items", "_waiter", "ended", "overflowed")
+    __slots__ = ("user_id", "slot", "_items", "_waiter", "ended", "overflowed", "took",
+                 "on_cut")
 
     def __init__(self, user_id: str, slot: int = 0):
         self.user_id = user_id
@@ -47,7 +52,9 @@ class Subscription:
         self._items: list[ServerEvent] = []
         self._waiter: asyncio.Future | None = None
         self.ended = False
-        self.overflowed = False
+        self.overflowed = False  # cut off: too far behind, or stuck
+        self.took = False  # took something since the pinger last looked
+        self.on_cut: Callable[[], None] | None = None
 
     @property
     def pending(self) -> int:
@@ -73,11 +80,14 @@ class Subscription:
                 await self._waiter
             finally:
                 self._waiter = None
+        self.took = True
         return self._items.pop(0)
 
     def get_nowait(self) -> list[ServerEvent]:
         """Everything already queued (so a stream can write it in one go)."""
         items, self._items = self._items, []
+        if items:
+            self.took = True
         return items
 
     def end(self) -> None:
@@ -85,6 +95,13 @@ class Subscription:
         self._items.clear()
         self.ended = True
         self._wake()
+
+    def cut(self) -> None:
+        """End the stream because it cannot keep up; tell it, so a stuck write is aborted."""
+        self.overflowed = True
+        self.end()
+        if self.on_cut is not None:
+            self.on_cut()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -142,20 +159,29 @@ class Broker:
             if sub.put(events, self.queue_size):
                 delivered += 1
             else:
-                log.warning("event stream of %s cut off: %d events behind",
-                            user_id, sub.pending)
-                sub.overflowed = True
-                self.cut_off += 1
-                self.unsubscribe(sub)
-                sub.end()
+                self._cut(sub, f"{sub.pending} events behind")
         self.published += len(events) * delivered
         return delivered
 
+    def _cut(self, sub: Subscription, why: str) -> None:
+        log.warning("event stream of %s cut off: %s", sub.user_id, why)
+        self.cut_off += 1
+        self.unsubscribe(sub)
+        sub.cut()
+
     def ping_slice(self, index: int) -> int:
-        """Queue a keep-alive for the streams of one slice that have nothing queued."""
+        """Visit one slice of the streams: queue a keep-alive for those with nothing
+        queued, and cut off those that took nothing since the last visit although
+        something was waiting (their client stopped reading)."""
         pinged = 0
-        for sub in self._slots[index % PING_SLICES]:
-            if not sub.pending and not sub.ended:
+        for sub in list(self._slots[index % PING_SLICES]):
+            if sub.ended:
+                continue
+            if sub.pending and not sub.took:
+                self._cut(sub, f"took nothing for {self.ping_seconds:g} s")
+                continue
+            sub.took = False
+            if not sub.pending:
                 sub.put([PING], self.queue_size)
                 pinged += 1
         self.pings += pinged

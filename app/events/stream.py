@@ -15,8 +15,14 @@ route, run the lean way, because one process holds thousands of idle streams:
   of 15 s, not "off"). Server shutdown is noticed once per app by the library's shutdown
   watcher (uvicorn's `should_exit`, or `AppStatus`), which then ends every stream at once,
   instead of one listener per stream.
+* No timer per write: the library's `send_timeout` wraps every send in an anyio cancel
+  scope (about half the CPU of a ping). A client that stops reading is found by the
+  broker instead (its buffer overflows, or it takes nothing for a ping interval), which
+  cuts the subscription off; if the stream is then stuck in a write, that write is
+  cancelled and the stream ends.
 * Each event is encoded once per publish, not once per subscriber, and whatever is queued
-  for a stream goes out in one write.
+  for a stream goes out in one write; the response's header list (to which middleware
+  appends its cookies) is dropped once it is on the wire.
 """
 
 from __future__ import annotations
@@ -29,14 +35,12 @@ from typing import Any
 from litestar import asgi
 from litestar.types import Receive, Scope, Send
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import SendTimeoutError
 from starlette.responses import JSONResponse
 
 from app.events.broker import PING, Broker, ServerEvent, Subscription
 
 log = logging.getLogger("reelforge.events")
 SEP = "\r\n"
-SEND_TIMEOUT = 30.0  # a send the client does not take within this ends the stream
 PING_FRAME = b": ping" + SEP.encode() * 2
 HEADERS = {"X-Accel-Buffering": "no", "Cache-Control": "no-store"}
 
@@ -71,16 +75,31 @@ class EventStream(EventSourceResponse):
     queues, until the subscription ends (client gone, cut off as too slow, or shutdown)."""
 
     def __init__(self, subscription: Subscription, notifier: Any, broker: Broker):
-        super().__init__(self._frames(), ping=0, sep=SEP, headers=HEADERS,
-                         send_timeout=SEND_TIMEOUT,
+        super().__init__(self._frames(), ping=0, sep=SEP, headers=HEADERS, send_timeout=None,
                          client_close_handler_callable=self._client_gone)
         self._send_lock = _ONE_SENDER  # type: ignore[assignment]
         self.subscription = subscription
         self.notifier = notifier
         self.broker = broker
+        self._task: asyncio.Task | None = None
+        self._sending = False
+        self._aborted = False
 
     async def _client_gone(self, message: Any) -> None:
         self.subscription.end()  # the body reads None and finishes
+
+    async def _send_with_timeout(self, send: Any, message: Any) -> None:
+        self._sending = True
+        try:
+            await send(message)
+        finally:
+            self._sending = False
+
+    def _abort(self) -> None:
+        """The broker cut the stream off: if it is stuck in a write, cancel the write."""
+        if self._sending and self._task is not None and not self._aborted:
+            self._aborted = True
+            self._task.cancel()
 
     async def _frames(self) -> AsyncIterator[bytes]:
         # The body is first read once the headers are on the wire: drop the header list
@@ -104,15 +123,21 @@ class EventStream(EventSourceResponse):
         if scope["type"] != "http" or scope["method"].upper() == "HEAD":
             await super().__call__(scope, receive, send)  # type: ignore[arg-type]
             return
+        self._task = task = asyncio.current_task()
+        self.subscription.on_cut = self._abort
         listener = asyncio.get_running_loop().create_task(
             self._listen_for_disconnect(receive))  # type: ignore[arg-type]
         try:
             await self._stream_response(send)  # type: ignore[arg-type]
-        except SendTimeoutError:
-            log.warning("event stream of %s ended: the client took no data for %.0f s",
-                        self.subscription.user_id, SEND_TIMEOUT)
+        except asyncio.CancelledError:
+            if not (self._aborted and task is not None and task.uncancel() == 0):
+                raise
+            log.warning("event stream of %s aborted in a write: the client is not reading",
+                        self.subscription.user_id)
         finally:
             self.active = False
+            self.subscription.on_cut = None
+            self._task = None
             listener.cancel()
 
 
@@ -125,7 +150,7 @@ async def _close_on_server_exit(broker: Broker) -> None:
     broker.close_all()
 
 
-@asgi("/events", is_mount=False, include_in_schema=False)
+@asgi("/events", is_mount=False, include_in_schema=False, copy_scope=False)
 async def events(scope: Scope, receive: Receive, send: Send) -> None:
     services = scope["litestar_app"].state.services
     session = scope.get("session") or {}

@@ -44,6 +44,7 @@ from app.storage.base import Storage, StorageError, TransientStorageError
 
 log = get_logger("reelforge.driver")
 
+FINALIZE_DOWNLOADS = 8  # results downloaded at once (each then uploads on its own)
 WAKE_GAP = 0.02  # seconds: the shortest wait between two claim rounds woken by a due time
 
 TRANSIENT = (TransientProviderError, TransientStorageError, Conflict, TimeoutError, OSError)
@@ -81,6 +82,9 @@ class Driver:
         self._due_soon: list[float] = []
         self._backlog = False  # the last claim round filled every free slot
         self._inflight: dict[str, asyncio.Task] = {}
+        # Finalizing jobs download a few at a time, so that the first stored ones upload
+        # while the next download (both streams overlap instead of all downloads first).
+        self._downloads = asyncio.Semaphore(FINALIZE_DOWNLOADS)
         self._background: set[asyncio.Task] = set()
         self._loop_task: asyncio.Task | None = None
         self._stopping = False
@@ -155,17 +159,19 @@ class Driver:
         limit = free + len(self._inflight)
         due = await jobs_db.due(self.db, ACTIVE_VALUES, limit)
         self._backlog = len(due) >= limit
-        for job_id in due:
-            if job_id in self._inflight or len(self._inflight) >= self.concurrency:
-                continue
-            job = await jobs_db.claim(
-                self.db, job_id, self.id, schedule.LEASE_SECONDS, ACTIVE_VALUES
-            )
-            if job is None:
-                continue  # another driver was first
-            task = asyncio.create_task(self._step(job), name=f"job-{job_id}")
-            self._inflight[job_id] = task
-            task.add_done_callback(lambda _t, j=job_id: self._step_done(j))
+        candidates = [job_id for job_id in due if job_id not in self._inflight]
+        while candidates and len(self._inflight) < self.concurrency:
+            # Claim as many as there are free slots in one statement; jobs another driver
+            # was first to are not returned, so try the next candidates for their slots.
+            batch = candidates[: self.concurrency - len(self._inflight)]
+            del candidates[: len(batch)]
+            for job in await jobs_db.claim_many(
+                self.db, batch, self.id, schedule.LEASE_SECONDS, ACTIVE_VALUES
+            ):
+                job_id = _id(job)
+                task = asyncio.create_task(self._step(job), name=f"job-{job_id}")
+                self._inflight[job_id] = task
+                task.add_done_callback(lambda _t, j=job_id: self._step_done(j))
 
     async def _step(self, job: dict[str, Any]) -> None:
         job_id = str(job["id"].id)
@@ -292,10 +298,12 @@ class Driver:
             os.close(fd)
             tmp = Path(tmp_name)
             try:
-                fetched = await _retry(
-                    self._provider_call("result", self.provider.fetch_result),
-                    job["endpoint"], job["provider_request_id"], tmp, self.max_result_bytes,
-                )
+                async with self._downloads:
+                    fetched = await _retry(
+                        self._provider_call("result", self.provider.fetch_result),
+                        job["endpoint"], job["provider_request_id"], tmp,
+                        self.max_result_bytes,
+                    )
                 crashpoint("after_download")
                 await _retry(self._storage_call("put_file", self.storage.put_file),
                              key, tmp, "video/mp4")

@@ -99,10 +99,12 @@ async def bench(args) -> dict[str, Any]:
     server = harness.AppServer({}, name="finalize")
     server.env = harness.base_env(work / "app", VIDEO_PROVIDER="fal", SIGNUP_CREDITS=10**6,
                                   MAX_ACTIVE_JOBS=args.jobs + 10, PUBLIC_BASE_URL=server.url,
-                                  **moto.env(), **fake.env())
+                                  **moto.env(), **fake.env(),
+                                  **dict(kv.split("=", 1) for kv in args.server_env))
     result: dict[str, Any] = {"config": {"jobs": args.jobs, "size_mb": args.size_mb,
                                          "total_mb": total_mb,
-                                         "plain_workers": args.plain_workers}}
+                                         "plain_workers": args.plain_workers,
+                                         "server_env": args.server_env}}
     try:
         plain_before = plain_upload(moto, paths, args.plain_workers, "before")
         drop_prefix(moto, "plain/")
@@ -133,6 +135,7 @@ async def bench(args) -> dict[str, Any]:
         rss0 = harness.rss_kib(pid)
         peak_reset = harness.reset_peak(pid)
         cpu = harness.CpuMeter(pid).start()
+        fake_cpu, moto_cpu = harness.CpuMeter(fake.pid).start(), harness.CpuMeter(moto.pid).start()
         rids = list((await fake.acall("jobs")).keys())
         with harness.RssSampler(pid, 0.02) as sampler:
             spy = (harness.start_py_spy(pid, args.profile_seconds, args.profile)
@@ -149,6 +152,7 @@ async def bench(args) -> dict[str, Any]:
             if spy is not None:
                 await asyncio.to_thread(spy.wait, 120)
         cpu_used = cpu.read()
+        others_cpu = {"fake_fal": fake_cpu.read(), "moto": moto_cpu.read()}
         hwm = harness.hwm_kib(pid)
         await acc.aclose()
         done = [j for j in body["jobs"] if j["status"] == "completed"]
@@ -175,7 +179,8 @@ async def bench(args) -> dict[str, Any]:
                 "rss_before_kib": rss0, "rss_peak_kib": sampler.peak,
                 "rss_growth_mb": round(growth_mb, 1),
                 "vmhwm_kib": hwm if peak_reset else None,
-                "cpu": cpu_used, "rss_samples": len(sampler.samples)},
+                "cpu": cpu_used, "rss_samples": len(sampler.samples),
+                "other_processes_cpu": others_cpu},
         "plain": {"seconds_before": round(plain_before, 2), "seconds_after": round(plain_after, 2),
                   "mb_per_s_before": round(total_mb / plain_before, 1),
                   "mb_per_s_after": round(total_mb / plain_after, 1),
@@ -196,6 +201,8 @@ def main() -> None:
     p.add_argument("--plain-workers", type=int, default=8,
                    help="threads calling upload_file in the plain baseline")
     p.add_argument("--quick", action="store_true", help="10 jobs of 5 MB")
+    p.add_argument("--server-env", nargs="*", default=[], metavar="NAME=VALUE",
+                   help="extra environment for the server (e.g. MALLOC_ARENA_MAX=2)")
     p.add_argument("--profile", metavar="FILE", help="py-spy the server while it finalizes")
     p.add_argument("--profile-seconds", type=float, default=15.0)
     p.add_argument("--json", help="output path (default bench-results/finalize_throughput.json)")
@@ -211,6 +218,9 @@ def main() -> None:
         ("plain boto3 upload_file (faster run)", out["config"]["total_mb"],
          min(pl["seconds_before"], pl["seconds_after"]), pl["mb_per_s"], "", ""),
     ], ["what", "MB", "seconds", "MB/s", "RSS growth MB", "server CPU cores"]))
+    oc = a["other_processes_cpu"]
+    print(f"during the app's run: fake fal {oc['fake_fal']['cores']} cores, moto "
+          f"{oc['moto']['cores']} cores, server {a['cpu']['cores']} cores")
     print(f"plain runs: before {pl['mb_per_s_before']} MB/s, after {pl['mb_per_s_after']} MB/s;"
           f" app stored {a['stored_mb']} MB in {a['completed']} jobs")
     print()

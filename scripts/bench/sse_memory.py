@@ -20,7 +20,10 @@ on the same machine at the same time:
 * `app`: the app as it is (app/events/stream.py);
 * `stock`: the same broker behind a stock `EventSourceResponse` used the plain way
   (ping task, send_timeout, its task group), i.e. what the app did before;
-* `litestar`: Litestar's own `ServerSentEvent` response, for reference only.
+* `litestar`: Litestar's own `ServerSentEvent` response, for reference only;
+* `floor`: not a stream at all: an `@asgi` route that sends the headers and one event, then
+  waits for the client to go. What uvicorn, Litestar and its middleware cost per open
+  request; no event latency is measured for it.
 
 Example:
     .venv/bin/python scripts/bench/sse_memory.py -n 1000 5000 10000
@@ -103,6 +106,8 @@ def serve(variant: str, port: int) -> None:
         app.main.events = _stock_events()
     elif variant == "litestar":
         app.main.events = _litestar_events()
+    elif variant == "floor":
+        app.main.events = _floor_events()
     elif variant != "app":
         raise SystemExit(f"unknown variant {variant!r}")
     from app.cli import main
@@ -155,6 +160,22 @@ def _stock_events():
             await response(scope, receive, send)
         finally:
             broker.unsubscribe(sub)
+
+    return events
+
+
+def _floor_events():
+    """The least an open request can cost in this app: headers, one event, then wait."""
+    from litestar import asgi
+
+    @asgi("/events", is_mount=False, include_in_schema=False, copy_scope=False)
+    async def events(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": b"event: credits\r\ndata: <a id=credits></a>\r\n\r\n"})
+        while (await receive())["type"] != "http.disconnect":
+            pass
 
     return events
 
@@ -436,7 +457,8 @@ async def measure(variant: str, n: int, args) -> dict[str, Any]:
         sources = [f"127.0.0.{i}" for i in range(2, 2 + args.sources)]
         # Warm up every code path once (imports, template compilation, caches).
         warm = await open_connections(20, port, probe.events_request(), sources, 0)
-        await job_round(probe_http, probe_key, warm)
+        if variant != "floor":
+            await job_round(probe_http, probe_key, warm)
         for c in warm:
             c.transport.close()
         await asyncio.sleep(1.5)
@@ -453,14 +475,16 @@ async def measure(variant: str, n: int, args) -> dict[str, Any]:
         row.update(rss_kib=rss, rss_per_connection_kib=round((rss - rss0) / n, 2))
         row["idle_cpu_pct"] = round(await idle_cpu(proc.pid, args.idle_seconds), 2)
         lat: list[float] = []
-        for _ in range(args.rounds):
+        rounds = 0 if variant == "floor" else args.rounds
+        for _ in range(rounds):
             s, c = await job_round(probe_http, probe_key, probes)
             lat += s + c
-        row["latency_ms"] = {"samples": len(lat), "p50": round(pct(lat, 50), 2),
-                             "p95": round(pct(lat, 95), 2), "p99": round(pct(lat, 99), 2),
-                             "max": round(max(lat), 2)}
+        if lat:
+            row["latency_ms"] = {"samples": len(lat), "p50": round(pct(lat, 50), 2),
+                                 "p95": round(pct(lat, 95), 2), "p99": round(pct(lat, 99), 2),
+                                 "max": round(max(lat), 2)}
         fan_each, fan_all = [], []
-        for _ in range(args.fanout_rounds):
+        for _ in range(args.fanout_rounds if rounds else 0):
             s, c = await job_round(idle_http, idle_key, idles, timeout=120)
             fan_each += s + c
             fan_all += [max(s), max(c)]
@@ -497,9 +521,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [head]
     for r in rows:
         fan = r.get("fanout_ms") or {}
+        lat = r.get("latency_ms") or {}
         lines.append((r["variant"], str(r["connections"]), f"{r['rss_per_connection_kib']:.2f}",
-                      f"{r['idle_cpu_pct']:.2f}", f"{r['latency_ms']['p50']:.1f}",
-                      f"{r['latency_ms']['p99']:.1f}", str(fan.get("p99_each", "-")),
+                      f"{r['idle_cpu_pct']:.2f}", str(lat.get("p50", "-")),
+                      str(lat.get("p99", "-")), str(fan.get("p99_each", "-")),
                       str(fan.get("last_median", "-")), str(r["shutdown_seconds"])))
     widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(x, widths, strict=True))

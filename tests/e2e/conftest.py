@@ -67,7 +67,15 @@ def shot(page: Page, name: str, full_page: bool = True) -> Path:
     """Save a screenshot of the page as tests/e2e/artifacts/<name>.png."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page, animations="disabled")
+    if full_page:
+        page.evaluate("window.scrollTo(0, 0)")  # or the sticky header lands mid-page
+    # A full-page shot draws fixed elements where the first screen ends; pin the toasts to
+    # the page's bottom right instead, where someone scrolled down would see them.
+    style = page.add_style_tag(content="body { position: relative; } "
+                               "#toasts { position: absolute !important; }") if full_page else None
+    page.screenshot(path=str(path), full_page=full_page)
+    if style is not None:
+        style.evaluate("el => el.remove()")
     return path
 
 
@@ -193,7 +201,7 @@ def _serve(env: dict[str, str]) -> Iterator[ServerProcess]:
             server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_server() -> Iterator[ServerProcess]:
     """The app with the local ffmpeg renderer."""
     yield from _serve({"VIDEO_PROVIDER": "local"})
@@ -253,4 +261,9 @@ def upload(page: Page, name: str = "sunset.png", seed: int = 0) -> str:
         {"name": name, "mimeType": "image/png", "buffer": sample_image(seed)}])
     page.wait_for_function("n => document.querySelectorAll('#library-grid > .tile').length > n",
                            arg=before)
-    return page.locator("#library-grid > .tile").first.get_attribute("data-key")
+    key = page.locator("#library-grid > .tile").first.get_attribute("data-key")
+    # …and the workspace panel has been redrawn with it as the start image.
+    page.wait_for_function(
+        "key => document.querySelector('#gen-image')?.value === key && "
+        "document.querySelector('#workspace-panel')?.dataset.imageKey === key", arg=key)
+    return key

@@ -71,3 +71,12 @@ def test_signup_upload_and_browse_templates(page: Page, local_server) -> None:
     shot(page, "foundation-05-workspace-mobile")
     page.goto(base + "/templates")
     shot(page, "foundation-06-templates-mobile")
+    # On a phone the form is under the gallery: picking a template brings it into view.
+    page.click("#template-travel-postcard .template-link")
+    expect(page.locator("#gen-template")).to_have_value("travel-postcard")
+    expect(page.locator("#generate .generate-title")).to_be_in_viewport()
+    page.wait_for_function(  # the smooth scroll has come to rest with the form at the top
+        "() => { const t = document.querySelector('#generate').getBoundingClientRect().top;"
+        " return t >= -2 && t < 120; }")
+    expect(page.locator("#template-travel-postcard")).to_have_class("template-card selected")
+    shot(page, "foundation-07-templates-mobile-picked", full_page=False)

@@ -246,7 +246,9 @@ def test_two_tabs_both_update(context: BrowserContext, fal_server: ServerProcess
         tab.wait_for_selector("#library-grid > .tile[data-kind=video]")
         expect(tab.locator(f"#toast-{job_id}")).to_contain_text("Video generated")
         expect(tab.locator("#credits .credits-amount")).to_have_text(str(1000 - CAR_PRICE))
-    assert first.evaluate("window.__rf.sse.length") > 0
+    # The form's "You have N available" follows the live balance in both tabs too.
+    for tab in (first, second):
+        expect(tab.locator("#generate [data-available]")).to_have_text(str(1000 - CAR_PRICE))
     shot(first, "tabs-01-first")
     shot(second, "tabs-02-second")
 
@@ -353,13 +355,18 @@ def test_failure_shows_reason_and_retry_completes(page: Page, fal_server: Server
     expect(page.locator("#credits .credits-amount")).to_have_text(str(1000 - CAR_PRICE))
     shot(page, "failure-02-retried")
 
-    # The jobs page lists both and retries from there too.
+    # The jobs page lists both, newest first, and retries from there too.
+    page.goto(base + "/jobs")
+    expect(page.locator(".job-card")).to_have_count(2)
+    assert page.eval_on_selector_all(".job-card", "cs => cs.map(c => c.id)") == [
+        f"job-{retry_id}", f"job-{job_id}"]
+    shot(page, "failure-03-jobs-page")
     page.goto(base + "/jobs?status=failed")
     expect(page.locator(".job-card")).to_have_count(1)
     fake.next_jobs(1, never_complete=True)
     page.locator(f"#job-{job_id}").get_by_role("button", name="Retry").click()
     page.wait_for_selector(GENERATING, timeout=1000)
-    shot(page, "failure-03-jobs-page-retry")
+    shot(page, "failure-04-jobs-page-retry")
     me = api(page.context, base, "GET", "/api/me").json()
     assert me["available"] == 1000 - 2 * CAR_PRICE
 

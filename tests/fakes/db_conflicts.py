@@ -20,23 +20,34 @@ import sys
 
 from app.db import connection
 
-RATE = float(os.environ.get("REELFORGE_DB_CONFLICT_RATE", "0.3"))
 WRITES = re.compile(r"\b(UPDATE|CREATE|DELETE|INSERT|UPSERT|RELATE)\b", re.IGNORECASE)
 _original_run = connection.Database._run
+injected = 0  # conflicts injected in this process
 
 
-async def _run(self, sql, vars):
-    if WRITES.search(sql) and random.random() < RATE:
-        print("db_conflicts: injected", file=sys.stderr, flush=True)
-        raise connection.Conflict(
-            "Failed to commit transaction due to a read or write conflict. "
-            "This transaction can be retried (injected by tests/fakes/db_conflicts.py)")
-    return await _original_run(self, sql, vars)
+def install(rate: float, seed: int | None = None) -> None:
+    """From now on, refuse a write transaction with a conflict with probability `rate`."""
+    rng = random.Random(seed)
+
+    async def _run(self, sql, vars):
+        global injected
+        if WRITES.search(sql) and rng.random() < rate:
+            injected += 1
+            print("db_conflicts: injected", file=sys.stderr, flush=True)
+            raise connection.Conflict(
+                "Failed to commit transaction due to a read or write conflict. "
+                "This transaction can be retried (injected by tests/fakes/db_conflicts.py)")
+        return await _original_run(self, sql, vars)
+
+    connection.Database._run = _run
 
 
-connection.Database._run = _run
+def uninstall() -> None:
+    connection.Database._run = _original_run
+
 
 if __name__ == "__main__":
     from app.cli import main
 
+    install(float(os.environ.get("REELFORGE_DB_CONFLICT_RATE", "0.3")))
     main()

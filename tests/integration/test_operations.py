@@ -315,7 +315,7 @@ async def test_admin_routes_are_the_unknown_page_404_for_everyone_else(ops, fake
     assert job_of(ops, job_id)["status"] != "canceled"
 
 
-async def test_admin_sees_the_queue_and_acts_on_jobs(ops, fake, captured):
+async def test_admin_sees_the_queue_and_acts_on_jobs(ops, fake, captured, monkeypatch):
     erin = await Account.signup(ops, "erin@example.com")
     key = await erin.upload()
     fake.next_jobs(1, error="Model overloaded, try again later")
@@ -348,6 +348,14 @@ async def test_admin_sees_the_queue_and_acts_on_jobs(ops, fake, captured):
         assert failed not in nobody and "No jobs match" in nobody
         assert failed in (await admin.get("/admin", params={"template": TEMPLATE})).text
         assert failed not in (await admin.get("/admin", params={"template": "other"})).text
+        monkeypatch.setattr("app.web.admin.PAGE_SIZE", 2)  # pages of 50, here of 2
+        first = (await admin.get("/admin")).text
+        second = (await admin.get("/admin", params={"page": 2})).text
+        assert first.count('<tr id="admin-job-') == 2 and 'href="/admin?page=2"' in first
+        assert second.count('<tr id="admin-job-') == 1 and 'rel="prev"' in second
+        assert 'rel="next"' not in second and 'sse-swap="admin-jobs"' not in second
+        assert {failed, running, stuck} <= set(re.findall(r'id="admin-job-(\w+)"', first + second))
+        monkeypatch.undo()
 
         page = await admin.get(f"/admin/jobs/{failed}", headers=html)
         assert page.status_code == 200
@@ -516,11 +524,60 @@ def test_cli_jobs_commands_honour_the_database_lock(tmp_path):
     env.pop("DATABASE_URL", None)
     lock = FileLock(str(tmp_path.resolve() / "db") + ".lock")
     with lock.acquire(timeout=0):  # as a running `serve` holds it
-        for args in (["jobs", "list"], ["jobs", "cancel", "abc"]):
-            r = subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=60)
-            assert r.returncode == 2, r.stderr
-            assert "already open in another process" in r.stderr
+        runs = [subprocess.Popen([sys.executable, "-m", "app", *args], cwd=ROOT, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for args in (["jobs", "list"], ["jobs", "cancel", "abc"])]
+        for run in runs:  # one reads the database, one would change it: both refused
+            _out, err = run.communicate(timeout=60)
+            assert run.returncode == 2, err
+            assert "already open in another process" in err
+
+
+def test_cli_cancel_tells_fal(tmp_path, monkeypatch, capsys, fake_fal):
+    fake_fal.reset()
+    fake_fal.defaults = JobSpec(never_complete=True)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("VIDEO_PROVIDER", "fal")
+    monkeypatch.setenv("FAL_KEY", fake_fal.key)
+    from app.cli import main
+
+    main(["users", "create", "--email", "ivy@example.com", "--password", "long-enough-1"])
+    job_id, request_id = asyncio.run(_job_at_fal(tmp_path, fake_fal.key))
+    capsys.readouterr()
+    main(["jobs", "cancel", job_id])
+    assert "canceled at fal" in capsys.readouterr().out
+    assert fake_fal.count("cancel", request_id) == 1
+
+
+async def _job_at_fal(data_dir: Path, key: str) -> tuple[str, str]:
+    """A job the way a driver leaves it after submitting: queued, with fal's request id."""
+    from app.jobs.states import Status
+    from app.providers.base import SubmitRequest
+    from app.providers.fal import FalProvider
+    from app.services import close_services, open_services
+    from app.settings import Settings
+
+    services = await open_services(Settings(data_dir=data_dir), with_driver=False)
+    try:
+        uid = str((await users_db.by_email(services.db, "ivy@example.com"))["id"].id)
+        image = f"users/{uid}/library/start.png"
+        await library_db.add(services.db, uid, image, "image", "image/png", 10)
+        job = await services.jobs.create(uid, TEMPLATE, image, {"BRAND": "A", "MODEL": "B"},
+                                         "fal")
+        provider = FalProvider(key=key)
+        try:
+            request_id = await provider.submit(SubmitRequest(
+                endpoint=job["endpoint"], prompt="p", image_url="data:image/png;base64,AA==",
+                parameters={}))
+        finally:
+            await provider.aclose()
+        job_id = str(job["id"].id)
+        await services.jobs.move(job_id, Status.QUEUED, reason="submitted to provider",
+                                 fields={"provider_request_id": request_id})
+        return job_id, request_id
+    finally:
+        await close_services(services)
 
 
 async def _two_jobs(data_dir: Path) -> tuple[str, str]:

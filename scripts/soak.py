@@ -1,0 +1,396 @@
+"""Soak (docs/RELIABILITY.md): the real server under a steady load for N minutes.
+
+* 1,000 open event streams (5 for each of 200 people, raw HTTP/1.1 readers),
+* 20 submissions per second, spread over those people,
+* the fake fal server (in a process of its own) as the provider, finishing each job after
+  --queue + --run seconds and calling the app's signed webhook, as fal does,
+* the app as in production: embedded surrealkv in a temporary DATA_DIR, local storage,
+  webhooks on (PUBLIC_BASE_URL), the real fal_client over HTTPS.
+
+Reported (and written to bench-results/soak.json): errors (submissions not answered 202,
+streams that failed or were cut off, webhooks not accepted; target 0), jobs not finished when
+the load stops and a grace period has passed (target 0), the server's RSS after the warm-up
+and at the end (growth target ≤ 5 %), and the event latency p50/p99 in the first and the
+last minute: from sending a submission to its first event arriving on each of the person's
+open streams. After the run the books are checked in the database: no reservation left,
+every ledger sums to its balance, one charge per completed job.
+
+    .venv/bin/python scripts/soak.py                 # 10 minutes
+    .venv/bin/python scripts/soak.py --minutes 3     # shorter
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+JOB_ID = re.compile(rb"job-([0-9a-f]{32})")
+
+
+# -- the fake fal server, in a process of its own ------------------------------------------
+
+def _fake_main(conn, queue_time: float, run_time: float) -> None:
+    from tests.fakes.fal_server import FakeFal
+
+    fake = FakeFal(queue_time=queue_time, run_time=run_time).start()
+    conn.send(fake.env())
+    conn.recv()  # until told to stop
+    webhooks = Counter(str(d.status_code or d.error) for d in list(fake.webhooks))
+    conn.send({"requests": dict(Counter(r.kind for r in list(fake.requests))),
+               "webhooks": dict(webhooks), "jobs": len(fake.jobs)})
+    fake.stop()
+
+
+# -- the load -------------------------------------------------------------------------------
+
+class Stream:
+    """One /events stream read over a raw connection (HTTP/1.1, chunked)."""
+
+    __slots__ = ("person", "first_seen", "events", "error", "ended", "task")
+
+    def __init__(self, person: int):
+        self.person = person
+        self.first_seen: dict[bytes, float] = {}  # job id -> when its first event arrived
+        self.events = 0
+        self.error: str | None = None
+        self.ended = False
+        self.task: asyncio.Task | None = None
+
+    async def run(self, port: int, cookie: str, opened: asyncio.Event) -> None:
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+            writer.write(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                         f"Cookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n".encode())
+            status = await reader.readline()
+            if b" 200 " not in status:
+                raise RuntimeError(f"stream answered {status!r}")
+            while (await reader.readline()) not in (b"\r\n", b""):
+                pass
+            opened.set()
+            buffer = b""
+            while True:
+                size_line = await reader.readline()
+                if not size_line:
+                    break
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    break
+                chunk = await reader.readexactly(size + 2)
+                now = time.monotonic()
+                buffer += chunk[:-2]
+                *frames, buffer = buffer.split(b"\r\n\r\n")
+                for frame in frames:
+                    if frame.startswith(b":"):
+                        continue  # keep-alive
+                    self.events += 1
+                    for job in JOB_ID.findall(frame):
+                        self.first_seen.setdefault(job, now)
+            self.ended = True  # the server ended it (cut off as too slow, or shutting down)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"[:200]
+        finally:
+            opened.set()
+            if writer is not None:
+                writer.close()
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)  # ms
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def soak(args, server) -> dict:
+    from tests.helpers import png_bytes
+
+    port = server.port
+    results: dict = {"errors": Counter()}
+    people: list[httpx.AsyncClient] = []
+    keys: list[str] = []
+
+    async def signup(i: int) -> None:
+        c = httpx.AsyncClient(base_url=server.url, timeout=60, limits=httpx.Limits(
+            max_connections=4))
+        await c.get("/signup")
+        r = await c.post("/signup", data={"email": f"soak{i}@example.com",
+                                          "password": "correct-horse-1",
+                                          "_csrf_token": c.cookies["csrftoken"]})
+        assert r.status_code == 303, r.text
+        r = await c.post("/api/library", headers={"x-csrftoken": c.cookies["csrftoken"]},
+                         files={"file": ("start.png", png_bytes(), "image/png")})
+        assert r.status_code == 201, r.text
+        people.append(c)
+        keys.append(r.json()["key"])
+
+    t0 = time.monotonic()
+    sem = asyncio.Semaphore(8)
+
+    async def bounded(i: int) -> None:
+        async with sem:
+            await signup(i)
+
+    await asyncio.gather(*(bounded(i) for i in range(args.people)))
+    print(f"{args.people} people signed up in {time.monotonic() - t0:.0f} s", flush=True)
+
+    streams: list[Stream] = []
+    per_person = args.streams // args.people
+    for n, c in enumerate(people):
+        cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
+        for _ in range(per_person):
+            s = Stream(n)
+            opened = asyncio.Event()
+            s.task = asyncio.create_task(s.run(port, cookie, opened))
+            streams.append(s)
+            await asyncio.wait_for(opened.wait(), 30)
+    await asyncio.sleep(1)
+    failed_to_open = [s for s in streams if s.error]
+    print(f"{len(streams)} streams open ({len(failed_to_open)} failed)", flush=True)
+
+    sent: dict[bytes, tuple[float, int]] = {}  # job id -> (sent at, person)
+    statuses: Counter = Counter()
+    rss: list[tuple[float, int]] = []
+    inflight = asyncio.Semaphore(200)
+    behind = 0
+
+    async def submit(n: int) -> None:
+        c = people[n]
+        async with inflight:
+            at = time.monotonic()
+            try:
+                r = await c.post("/api/templates/video",
+                                 headers={"x-csrftoken": c.cookies["csrftoken"]},
+                                 json={"templateSlug": "car-commercial", "startKey": keys[n],
+                                       "variables": {"BRAND": "Soak", "MODEL": str(n)}})
+            except httpx.HTTPError as exc:
+                statuses[type(exc).__name__] += 1
+                return
+            statuses[r.status_code] += 1
+            if r.status_code == 202:
+                sent[r.json()["jobId"].encode()] = (at, n)
+
+    async def sample_rss() -> None:
+        while True:
+            rss.append((time.monotonic(), rss_kib(server.proc.pid)))
+            await asyncio.sleep(5)
+
+    sampler = asyncio.create_task(sample_rss())
+    start = time.monotonic()
+    duration = args.minutes * 60
+    tasks: set[asyncio.Task] = set()
+    i = 0
+    while (now := time.monotonic()) < start + duration:
+        due = int((now - start) * args.rate)
+        while i < due:
+            if inflight.locked():
+                behind += 1
+            t = asyncio.create_task(submit(i % len(people)))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+            i += 1
+        await asyncio.sleep(0.01)
+    load_end = time.monotonic()
+    await asyncio.wait(tasks, timeout=60) if tasks else None
+    print(f"{i} submissions in {load_end - start:.0f} s: {dict(statuses)}", flush=True)
+
+    # Let the last jobs finish: everyone's active list empty, within the grace period.
+    unfinished = None
+    for _ in range(int(args.grace / 2) + 1):
+        active = await asyncio.gather(*(c.get("/api/jobs", params={"status": "active"})
+                                        for c in people), return_exceptions=True)
+        unfinished = sum(len(r.json()["jobs"]) if isinstance(r, httpx.Response) else 1
+                         for r in active)
+        if unfinished == 0:
+            break
+        await asyncio.sleep(2)
+    failed = 0
+    for c in people:
+        r = await c.get("/api/jobs", params={"status": "failed", "limit": 100})
+        failed += len(r.json()["jobs"])
+    await asyncio.sleep(1)
+    sampler.cancel()
+    rss.append((time.monotonic(), rss_kib(server.proc.pid)))
+
+    # Latency: sending a submission → its first event on each of the person's streams.
+    by_person: dict[int, list[tuple[bytes, float]]] = {}
+    for job, (at, person) in sent.items():
+        by_person.setdefault(person, []).append((job, at))
+
+    def latencies(t_from: float, t_to: float) -> tuple[list[float], int]:
+        out, missing = [], 0
+        for s in streams:
+            for job, at in by_person.get(s.person, ()):
+                if not (t_from <= at < t_to):
+                    continue
+                seen = s.first_seen.get(job)
+                if seen is None:
+                    missing += 1
+                else:
+                    out.append(seen - at)
+        return out, missing
+
+    warm = start + args.warmup
+    first, first_missing = latencies(warm, warm + 60)
+    last, last_missing = latencies(load_end - 60, load_end)
+    after_warmup = [kib for t, kib in rss if t >= warm]
+    base = statistics.median(after_warmup[:3]) if after_warmup else 0
+    end_rss = statistics.median(after_warmup[-3:]) if after_warmup else 0
+    cut_off = sum(1 for s in streams if s.ended)
+    stream_errors = sum(1 for s in streams if s.error)
+    for s in streams:
+        if s.task:
+            s.task.cancel()
+    await asyncio.gather(*(s.task for s in streams if s.task), return_exceptions=True)
+    for c in people:
+        await c.aclose()
+    not_202 = sum(n for k, n in statuses.items() if k != 202)
+    results.update({
+        "minutes": args.minutes, "rate_per_s": args.rate, "streams": len(streams),
+        "people": args.people, "submissions": i, "accepted": statuses.get(202, 0),
+        "submit_statuses": {str(k): v for k, v in statuses.items()},
+        "submissions_behind_schedule": behind,
+        "achieved_rate_per_s": round(i / (load_end - start), 2),
+        "failed_jobs": failed, "unfinished_jobs": unfinished,
+        "stream_errors": stream_errors, "streams_ended_by_server": cut_off,
+        "events_received": sum(s.events for s in streams),
+        "latency_first_minute_ms": {"p50": pct(first, 0.5), "p99": pct(first, 0.99),
+                                    "n": len(first), "missing": first_missing},
+        "latency_last_minute_ms": {"p50": pct(last, 0.5), "p99": pct(last, 0.99),
+                                   "n": len(last), "missing": last_missing},
+        "rss_kib": {"after_warmup": base, "end": end_rss,
+                    "growth_pct": round(100 * (end_rss - base) / base, 2) if base else None,
+                    "samples": [[round(t - start, 1), k] for t, k in rss]},
+    })
+    results["errors"] = {"submit_not_202": not_202, "stream_errors": stream_errors,
+                         "streams_cut_off": cut_off,
+                         "events_missing": first_missing + last_missing}
+    return results
+
+
+def check_books(data_dir: Path, people: int) -> dict:
+    from app.db import users as users_db
+    from app.db.connection import Database
+    from app.settings import Settings
+
+    async def read() -> dict:
+        db = Database(Settings(data_dir=data_dir, database_url=None))
+        await db.connect()
+        try:
+            bad = Counter()
+            for i in range(people):
+                user = await users_db.by_email(db, f"soak{i}@example.com")
+                uid = str(user["id"].id)
+                if user["reserved"] or user["active_jobs"]:
+                    bad["reservations_left"] += 1
+                if await users_db.ledger_sum(db, uid) != user["balance"]:
+                    bad["ledger_mismatch"] += 1
+            twice = await db.read_one(
+                "SELECT job, count() AS n FROM ledger WHERE reason = 'video' GROUP BY job")
+            completed = await db.read_one(
+                "SELECT count() AS n FROM video_job WHERE status = 'completed' GROUP ALL")
+            items = await db.read_one(
+                "SELECT count() AS n FROM library WHERE kind = 'video' GROUP ALL")
+            return {**bad, "charged_twice": sum(1 for r in twice if r["n"] > 1),
+                    "charges": len(twice),
+                    "completed": completed[0]["n"] if completed else 0,
+                    "video_items": items[0]["n"] if items else 0}
+        finally:
+            await db.close()
+
+    return asyncio.run(read())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--rate", type=float, default=20.0, help="submissions per second")
+    ap.add_argument("--streams", type=int, default=1000)
+    ap.add_argument("--people", type=int, default=200)
+    ap.add_argument("--warmup", type=float, default=60.0, help="seconds before RSS/latency")
+    ap.add_argument("--grace", type=float, default=120.0,
+                    help="seconds the last jobs get to finish")
+    ap.add_argument("--queue", type=float, default=0.5, help="fake fal queue time (s)")
+    ap.add_argument("--run", type=float, default=2.0, help="fake fal run time (s)")
+    ap.add_argument("--out", default=str(ROOT / "bench-results" / "soak.json"))
+    args = ap.parse_args()
+    os.environ.pop("DATABASE_URL", None)
+
+    from tests.crashkit import ServerProcess
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    fake_proc = ctx.Process(target=_fake_main, args=(child, args.queue, args.run), daemon=True)
+    fake_proc.start()
+    fake_env = parent.recv()
+    data_dir = Path(tempfile.mkdtemp(prefix="soak-"))
+    server = ServerProcess(data_dir, {
+        **fake_env, "VIDEO_PROVIDER": "fal", "SIGNUP_CREDITS": "1000000000",
+        "LOG_FORMAT": "json"})
+    server.env["PUBLIC_BASE_URL"] = server.url  # fal's webhooks come back to this server
+    started = time.time()
+    results_fake: dict = {}
+    server.start(timeout=60)
+    try:
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:  # pragma: no cover
+            runner = asyncio.run
+        results = runner(soak(args, server))
+        t = time.monotonic()
+        results["exit_code"] = server.stop(timeout=30)
+        results["stop_seconds"] = round(time.monotonic() - t, 1)
+    finally:
+        server.kill()
+        parent.send("stop")
+        with contextlib.suppress(EOFError):
+            results_fake = parent.recv() if parent.poll(30) else {}
+        fake_proc.join(timeout=30)
+    results["fal"] = results_fake
+    results["books"] = check_books(data_dir, args.people)
+    webhooks_bad = sum(n for k, n in results_fake.get("webhooks", {}).items() if k != "200")
+    results["errors"]["webhooks_not_accepted"] = webhooks_bad
+    results["errors_total"] = sum(results["errors"].values())
+    results["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+    results["load_average_at_end"] = os.getloadavg()
+    results["data_dir_mb"] = round(sum(p.stat().st_size for p in data_dir.rglob("*")
+                                       if p.is_file()) / 1e6, 1)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary = {k: v for k, v in results.items() if k != "rss_kib"}
+    summary["rss_kib"] = {k: v for k, v in results["rss_kib"].items() if k != "samples"}
+    out.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    print(json.dumps(summary, indent=1, default=str))
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

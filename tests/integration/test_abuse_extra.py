@@ -1,0 +1,217 @@
+"""Abuse cases the other HTTP suites (test_auth, test_csrf, test_library_api, test_submit_api,
+test_xss) leave out: fal webhooks that are replayed after the 5-minute window or whose body
+was altered, sent through the real route; the server-side fetch of a result video, which
+only goes to https URLs on the configured hosts; and the event stream, which carries only
+the signed-in person's own events, whatever the request says.
+
+Each test fails when its protection is removed: the replayed or altered webhook would mark
+the job done, the video would be fetched from the wrong place, the stream would show
+another person's job."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+
+from app.db import jobs as jobs_db
+from app.main import create_app
+from app.providers.base import ProviderError
+from app.providers.fal import FalProvider
+from tests.crashkit import Browserless, EventStreamReader, ServerProcess
+from tests.fakes.fal_server import JobSpec
+from tests.helpers import Account, png_bytes
+from tests.integration.test_jobs_fal import fal_settings
+
+
+@pytest.fixture
+def fake(fake_fal):
+    fake_fal.reset()
+    fake_fal.defaults = JobSpec(queue_time=0.2, run_time=0.4)
+    return fake_fal
+
+
+# -- webhooks: replayed after 5 minutes, altered body -------------------------------------
+
+@pytest.fixture
+async def webhook_app(tmp_path, s3_server, fake):
+    """The app with webhooks on (no periodic polling: the first safety check is 30 s away)
+    and one submitted job that fal never finishes by itself, so only a webhook can move it."""
+    fake.next_jobs(1, never_complete=True)
+    settings = fal_settings(tmp_path, s3_server, public_base_url="https://app.example",
+                            allowed_hosts="*", status_interval=None)
+    async with AsyncTestClient(create_app(settings), base_url="https://testserver.local") as c:
+        person = await Account.signup(c, "hooks@example.com")
+        job_id = (await person.submit(await person.upload())).json()["jobId"]
+        db = c.app.state.services.db
+        request_id = None
+        for _ in range(100):
+            request_id = (await jobs_db.get(db, job_id)).get("provider_request_id")
+            if request_id:
+                break
+            await asyncio.sleep(0.05)
+        assert request_id, "the job was never submitted"
+        yield c, job_id, request_id
+
+
+async def _job(client, job_id):
+    return await jobs_db.get(client.app.state.services.db, job_id)
+
+
+async def _post(client, msg):
+    return await client.post("/api/webhooks/fal", headers=msg.headers, content=msg.body)
+
+
+async def test_a_webhook_replayed_after_five_minutes_changes_nothing(webhook_app, fake):
+    client, job_id, request_id = webhook_app
+    before = await _job(client, job_id)
+    # Genuinely signed by fal's key, but stamped 5 min 1 s ago (or as far ahead).
+    for skew in (-301, 301, -3600):
+        msg = fake.build_webhook(request_id, timestamp=int(time.time()) + skew)
+        r = await _post(client, msg)
+        assert r.status_code == 401, (skew, r.text)
+        assert r.json()["error"] == "invalid_signature"
+    after = await _job(client, job_id)
+    assert after["provider_done"] is False and after["due_at"] == before["due_at"]
+    assert after["status"] == before["status"]
+    # the control: the same message stamped now is accepted and makes the job due
+    r = await _post(client, fake.build_webhook(request_id, timestamp=int(time.time()) - 60))
+    assert r.status_code == 200
+    assert (await _job(client, job_id))["provider_done"] is True
+
+
+async def test_a_webhook_with_an_altered_body_changes_nothing(webhook_app, fake):
+    client, job_id, request_id = webhook_app
+    genuine = fake.build_webhook(request_id)
+    data = json.loads(genuine.body)
+    altered_bodies = [
+        json.dumps({**data, "status": "ERROR", "error": "altered"}).encode(),
+        genuine.body.replace(b'"status": "OK"', b'"status":"OK"'),  # one byte less
+        genuine.body + b" ",
+        json.dumps({**data, "request_id": "someone-elses"}).encode(),
+    ]
+    for body in altered_bodies:
+        assert body != genuine.body
+        r = await client.post("/api/webhooks/fal", headers=genuine.headers, content=body)
+        assert r.status_code == 401, (body[:80], r.text)
+    # headers naming another request id over the genuine body: the signature covers it too
+    other = {**genuine.headers, "x-fal-webhook-request-id": "0" * 36}
+    r = await client.post("/api/webhooks/fal", headers=other, content=genuine.body)
+    assert r.status_code == 401
+    assert (await _job(client, job_id))["provider_done"] is False
+    r = await _post(client, genuine)  # the control
+    assert r.status_code == 200
+    assert (await _job(client, job_id))["provider_done"] is True
+
+
+# -- the result video is fetched only over https from the configured hosts ----------------
+
+async def _run_one_job(tmp_path, s3_server, **overrides) -> dict:
+    settings = fal_settings(tmp_path, s3_server, **overrides)
+    async with AsyncTestClient(create_app(settings), base_url="http://testserver.local") as c:
+        person = await Account.signup(c, "fetch@example.com")
+        job_id = (await person.submit(await person.upload())).json()["jobId"]
+        final = await person.wait_status(job_id, timeout=30)
+        final["available"] = (await person.me())["available"]
+        return final
+
+
+async def test_a_result_on_a_host_not_configured_is_not_fetched(tmp_path, s3_server, fake):
+    final = await _run_one_job(tmp_path, s3_server, allowed_result_hosts="fal.media,v3.fal.media")
+    assert final["status"] == "failed"
+    assert final["error"] == "refusing to download the video from 127.0.0.1"
+    assert fake.count("result") >= 1 and fake.count("video") == 0  # never requested
+    assert final["available"] == 1000  # nothing charged
+
+
+async def test_a_result_over_plain_http_is_not_fetched(tmp_path, s3_server, fake):
+    # fal's answer names an http URL on the (configured) media host
+    fake.next_jobs(1, video_url=f"http://127.0.0.1:{fake.port}/_media/x/output.mp4")
+    final = await _run_one_job(tmp_path, s3_server, allowed_result_hosts="127.0.0.1")
+    assert final["status"] == "failed"
+    assert final["error"] == "refusing to download the video over http: 127.0.0.1"
+    assert fake.count("video") == 0
+
+
+async def test_a_result_on_a_configured_host_over_https_is_fetched(tmp_path, s3_server, fake):
+    """The control for the two above: same set-up, the host is in the list."""
+    final = await _run_one_job(tmp_path, s3_server, allowed_result_hosts="fal.media,127.0.0.1")
+    assert final["status"] == "completed", final
+    assert fake.count("video") == 1
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("https://v3.fal.media/files/x.mp4", True),
+    ("https://fal.media/files/x.mp4", True),
+    ("https://evilfal.media/files/x.mp4", False),  # a suffix, not a subdomain
+    ("https://fal.media.evil.example/x.mp4", False),
+    ("http://v3.fal.media/files/x.mp4", False),
+    ("ftp://fal.media/x.mp4", False),
+    ("https://169.254.169.254/latest/meta-data", False),
+    ("http://localhost/x.mp4", False),  # local http only with allow_insecure_results
+])
+async def test_result_url_policy(url, allowed):
+    """Every request of a download goes through this check (redirects too: it is an httpx
+    request hook), so a redirect cannot leave the list either."""
+    provider = FalProvider(key="fake", allowed_result_hosts=["fal.media"])
+    try:
+        if allowed:
+            await provider._check_download_url(httpx.Request("GET", url))
+        else:
+            with pytest.raises(ProviderError, match="refusing"):
+                await provider._check_download_url(httpx.Request("GET", url))
+        assert provider._http.event_hooks["request"] == [provider._check_download_url]
+    finally:
+        await provider.aclose()
+
+
+# -- the event stream is the signed-in person's own ----------------------------------------
+
+def test_nobody_sees_another_persons_events(tmp_path, fake):
+    server = ServerProcess(tmp_path, {**fake.env(), "DATABASE_URL": "mem://",
+                                      "VIDEO_PROVIDER": "fal", "STATUS_INTERVAL": "0.2"})
+    server.start()
+    readers: list[EventStreamReader] = []
+    try:
+        alice, bob = Browserless(server.url), Browserless(server.url)
+        alice.signup("alice@example.com")
+        bob.signup("bob@example.com")
+        key = alice.upload(png_bytes())
+        alice_id = key.split("/")[1]
+        paths = ["/events", f"/events?user={alice_id}", f"/events?uid={alice_id}",
+                 f"/events/?owner=users/{alice_id}"]
+        for path in paths:
+            readers.append(EventStreamReader(server.url, bob.http.cookies, 20, path))
+        readers.append(EventStreamReader(server.url, alice.http.cookies, 20, "/events"))
+        signed_out = EventStreamReader(server.url, httpx.Cookies(), 5, "/events")
+        readers.append(signed_out)
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            assert reader.opened.wait(10)
+        time.sleep(0.3)
+        job_id = alice.submit(key)
+        final = alice.wait_final(job_id, timeout=30)
+        assert final["status"] == "completed", final
+        time.sleep(1.0)  # the last events are on their way
+    finally:
+        for reader in readers:
+            reader.stop.set()
+        server.stop()
+        server.kill()
+    for reader in readers:
+        reader.join(timeout=30)
+    *bobs, alices, signed_out = readers
+    # alice's own stream shows her job from start to finish (the positive control) …
+    assert alices.status == 200
+    assert f"job-{job_id}" in alices.text and "Aurora" in alices.text
+    # … and none of bob's streams, whatever they asked for, shows a trace of it
+    for reader, path in zip(bobs, paths, strict=True):
+        assert reader.status == 200, path
+        for secret in (job_id, alice_id, "alice@example.com", "Aurora"):
+            assert secret not in reader.text, (path, secret)
+    assert signed_out.status == 401 and job_id not in signed_out.text
