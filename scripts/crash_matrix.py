@@ -54,6 +54,7 @@ ENDS_BEFORE_DOWNLOAD = {"video_404", "completes_with_error"}
 AFTER_DOWNLOAD = {"after_download", "after_upload", "after_charge"}
 FAL_ERROR = "Image is NSFW, please try another image"
 RUN_TIMEOUT = 120.0  # a job not final by then (restarts included) counts as lost
+START_TIMEOUT = 120.0  # a loaded machine can take long to import and open the app
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def run_one(cell: Cell, index: int) -> Run:
     email = f"run{index}@example.com"
     prefix = None  # users/{id}: where this run's person's files are
     try:
-        server.start(crash_at=None if cell.crash == "none" else cell.crash)
+        server.start(crash_at=None if cell.crash == "none" else cell.crash, timeout=START_TIMEOUT)
         person = Browserless(server.url)
         person.signup(email)
         key = person.upload(png_bytes())
@@ -178,7 +179,7 @@ def run_one(cell: Cell, index: int) -> Run:
                 if run.restarts > 3:
                     run.problem = f"server keeps exiting ({server.proc.returncode})"
                     break
-                server.start()
+                server.start(timeout=START_TIMEOUT)
                 continue
             try:
                 if job_id is None:  # the crash beat the 202: find the job in the list
@@ -259,6 +260,9 @@ def summarize(runs: list[Run]) -> list[Row]:
     rows: dict[Cell, Row] = {}
     for r in runs:
         row = rows.setdefault(r.cell, Row(r.cell))
+        if r.problem:  # the harness's trouble, not the app's: run again with --resume
+            row.harness_problems += 1
+            continue
         row.runs += 1
         done = r.status == "completed"
         row.completed += done
@@ -279,7 +283,6 @@ def summarize(runs: list[Run]) -> list[Row]:
         row.crashed += r.crashed
         row.resubmitted += r.submissions > 1
         row.conflicts_injected += r.conflicts_injected
-        row.harness_problems += r.problem is not None
     return list(rows.values())
 
 
@@ -330,9 +333,19 @@ def main() -> None:
     done: list[Run] = [] if not resume else [
         _run_from(json.loads(line)) for line in log.read_text().splitlines() if line.strip()
     ] if log.exists() else []
+    # A run the harness itself could not carry out (the server did not come up in time on a
+    # loaded machine, …) is run again; it is listed apart in the JSON, never as "lost".
+    retried = [r for r in done if r.problem]
+    done = [r for r in done if not r.problem]
     if not resume:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("")
+    elif not args.report:  # rewrite it without the runs that are to be run again
+        with out.with_suffix(".retried.jsonl").open("a") as kept:
+            kept.writelines(json.dumps({**asdict(r), "cell": asdict(r.cell)}) + "\n"
+                            for r in retried)
+        log.write_text("".join(json.dumps({**asdict(r), "cell": asdict(r.cell)}) + "\n"
+                               for r in done))
     have: dict[Cell, int] = {}
     for r in done:
         have[r.cell] = have.get(r.cell, 0) + 1
@@ -387,6 +400,7 @@ def main() -> None:
                                   for p in PROVIDER_FAULTS])
                                 if not c.reachable],
         "rows": [{**asdict(r), "cell": asdict(r.cell)} for r in rows],
+        "harness_retries": [{**asdict(r), "cell": asdict(r.cell)} for r in retried],
         "runs": [{**asdict(r), "cell": asdict(r.cell)} for r in runs],
     }, indent=1) + "\n")
     print()

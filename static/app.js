@@ -242,6 +242,11 @@
     }
   }, true);
 
+  // A request that never reached the server says so (the form keeps what was typed).
+  document.addEventListener("htmx:sendError", function () {
+    showToast("error", "Couldn't reach Reelforge. Check your connection and try again.");
+  });
+
   function showToast(kind, message) {
     var box = document.getElementById("toasts");
     if (!box) return;

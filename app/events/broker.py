@@ -156,7 +156,9 @@ class Broker:
         A stream that cannot take them (too far behind) is cut off."""
         delivered = 0
         for sub in list(self._subs.get(user_id, ())):
-            if sub.put(events, self.queue_size):
+            if sub.ended:  # its client is gone; the stream has yet to unsubscribe
+                self.unsubscribe(sub)
+            elif sub.put(events, self.queue_size):
                 delivered += 1
             else:
                 self._cut(sub, f"{sub.pending} events behind")

@@ -45,7 +45,7 @@ from app.storage.base import Storage, StorageError, TransientStorageError
 log = get_logger("reelforge.driver")
 
 FINALIZE_DOWNLOADS = 8  # results downloaded at once (each then uploads on its own)
-WAKE_GAP = 0.02  # seconds: the shortest wait between two claim rounds woken by a due time
+WAKE_GAP = 0.02  # seconds: the shortest time between two claim rounds
 
 TRANSIENT = (TransientProviderError, TransientStorageError, Conflict, TimeoutError, OSError)
 
@@ -128,7 +128,14 @@ class Driver:
 
     # -- the loop --------------------------------------------------------------------
     async def _run(self) -> None:
+        last = 0.0
         while not self._stopping:
+            # At most one claim round per WAKE_GAP: wakes that come in quick succession (a
+            # burst of submissions, steps finishing one after another) share one round.
+            gap = WAKE_GAP - (time.monotonic() - last)
+            if gap > 0:
+                await asyncio.sleep(gap)
+            last = time.monotonic()
             self._wake.clear()
             try:
                 await self._claim_due()

@@ -81,6 +81,8 @@ def machine_info() -> dict[str, Any]:
         "memory_gib": round(_meminfo_kib() / 1024 / 1024, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # Other work on the machine skews every figure: the load when the results were written.
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
 
 

@@ -71,13 +71,14 @@ async def app_design(design: str, server: harness.AppServer, levels: list[int], 
                                              "account": acc, "status": "pending"}
 
         async def page(acc: harness.Account, job_id: str) -> None:
-            await asyncio.sleep(random.uniform(0, page_poll))
+            at = time.monotonic() + random.uniform(0, page_poll)
             while time.time() < deadline:
+                await asyncio.sleep(max(0.0, at - time.monotonic()))
+                at += page_poll  # a fixed cadence: a late poll does not push the next back
                 r = await acc.http.get("/api/templates/video/status", params={"jobId": job_id})
                 polls["count"] += 1
                 if r.json().get("status") in ("completed", "failed", "canceled"):
                     return
-                await asyncio.sleep(page_poll)
 
         if page_poll > 0:
             for j in jobs_out.values():
@@ -126,8 +127,10 @@ async def old_design(levels: list[int], jobs: int, poll: float, deadline: float,
     polls = {"count": 0}
 
     async def page(rid: str, n: int) -> None:
-        await asyncio.sleep(random.uniform(0, poll))
+        at = time.monotonic() + random.uniform(0, poll)
         while time.time() < deadline:
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            at += poll  # a fixed cadence: a late poll does not push the next back
             st = await provider.status(endpoint, rid)
             polls["count"] += 1
             if st.state == "completed":
@@ -135,7 +138,6 @@ async def old_design(levels: list[int], jobs: int, poll: float, deadline: float,
                 await provider.fetch_result(endpoint, rid, dest, 500 * harness.MB)
                 dest.unlink(missing_ok=True)
                 return
-            await asyncio.sleep(poll)
 
     tasks = []
     try:

@@ -185,7 +185,8 @@ def _litestar_events():
     from litestar import Request, get
     from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-    @get("/events", include_in_schema=False)
+    @get("/events", include_in_schema=False,
+         signature_namespace={"Request": Request, "ServerSentEvent": ServerSentEvent})
     async def events(request: Request) -> ServerSentEvent:
         services = request.app.state.services
         user_id = request.session.get("uid")

@@ -87,7 +87,8 @@ def sample_image(seed: int = 0) -> bytes:
     top, bottom = [(40, 60, 140), (120, 40, 90)][seed % 2], (250, 170, 90)
     for y in range(h):
         t = y / h
-        d.line([(0, y), (w, y)], fill=tuple(int(a + (b - a) * t) for a, b in zip(top, bottom)))
+        color = tuple(int(a + (b - a) * t) for a, b in zip(top, bottom, strict=True))
+        d.line([(0, y), (w, y)], fill=color)
     d.ellipse([w * 0.6, h * 0.25, w * 0.6 + 90, h * 0.25 + 90], fill=(255, 220, 150))
     d.polygon([(0, h), (w * 0.45, h * 0.62), (w * 0.55, h * 0.62), (w, h)], fill=(50, 50, 60))
     d.rounded_rectangle([w * 0.3, h * 0.68, w * 0.62, h * 0.84], 18, fill=(200, 40, 50))
@@ -152,7 +153,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 @pytest.fixture
 def browser() -> Browser:
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs it (apt-get install chromium)")
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs it "
+                    "(apt-get install chromium)")
     return _CHROMIUM.get()
 
 

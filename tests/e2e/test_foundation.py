@@ -20,7 +20,13 @@ def test_signup_upload_and_browse_templates(page: Page, local_server) -> None:
     expect(page.locator(".user-email")).to_have_text(person.email)
     expect(page.locator("#credits .credits-amount")).to_have_text("1000")
     expect(page.locator("#library-empty")).to_be_visible()
+    expect(page.locator("#generate button[type=submit]")).to_be_disabled()
+    expect(page.locator("#jobs-empty")).to_be_visible()
     shot(page, "foundation-02-empty-workspace")
+    page.goto(base + "/jobs")
+    expect(page.locator(".empty-state")).to_be_visible()
+    shot(page, "foundation-02b-empty-jobs")
+    page.goto(base + "/")
 
     key = upload(page)
     tile = page.locator("#library-grid > .tile").first

@@ -43,7 +43,8 @@ def press_generate(page: Page) -> str:
     page.wait_for_selector(GENERATING, timeout=1000)
     assert time.monotonic() - clicked < 1.0
     page.wait_for_function(
-        "ids => [...document.querySelectorAll('#job-list .job-card')].some(c => !ids.includes(c.id))",
+        "ids => [...document.querySelectorAll('#job-list .job-card')]"
+        ".some(c => !ids.includes(c.id))",
         arg=sorted(before))
     new = [i for i in page.eval_on_selector_all("#job-list .job-card", "cs => cs.map(c => c.id)")
            if i not in before]
@@ -414,3 +415,17 @@ def test_local_provider_end_to_end(page: Page, local_server: ServerProcess) -> N
     assert size == [640, 360], size
     expect(page.locator("#credits .credits-amount")).to_have_text("950")
     shot(page, "local-02-completed")
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(card(page, job_id).locator("video.job-video")).to_be_visible()
+    shot(page, "local-03-completed-mobile")
+
+    # The library's video can be downloaded and deleted.
+    tile = page.locator("#library-grid > .tile[data-kind=video]")
+    href = tile.locator("a[download]").get_attribute("href")
+    assert api(page.context, base, "GET", href).headers["content-type"].startswith("video/mp4")
+    page.once("dialog", lambda d: d.accept())
+    tile.get_by_role("button", name="Delete").click()
+    expect(tile).to_have_count(0)
+    page.reload()
+    expect(page.locator("#library-grid > .tile[data-kind=video]")).to_have_count(0)
+    expect(page.locator("#library-grid > .tile[data-kind=image]")).to_have_count(1)

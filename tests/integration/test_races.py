@@ -28,7 +28,8 @@ async def test_two_drivers_and_webhooks_on_the_same_jobs(tmp_path, s3_server, fa
         services = c.app.state.services
         second = Driver(services.db, services.jobs, FalProvider(key="fake"), services.storage,
                         work_dir=tmp_path / "tmp2", webhook_url=settings.webhook_url,
-                        tick=0.05)
+                        tick=0.05, concurrency=2)
+        services.driver.concurrency = 2  # neither driver can take every job alone
         steps = {"first": 0, "second": 0}
         for name, driver in (("first", services.driver), ("second", second)):
             def counting(advance, name=name):

@@ -28,6 +28,15 @@ async def test_publish_reaches_every_stream_of_the_person_and_nobody_else():
     assert broker.subscriber_count == 3 and broker.published == 4
 
 
+async def test_a_stream_whose_client_just_left_does_not_count_as_delivered():
+    # (A finished job counts as announced only if some open stream took its event.)
+    broker = Broker(ping_seconds=0)
+    sub = broker.subscribe("alice")
+    sub.end()  # the client went; its stream has not unsubscribed yet
+    assert broker.publish("alice", [ev("job-1")]) == 0
+    assert not broker.has_subscribers("alice") and sub.pending == 0
+
+
 async def test_get_waits_for_the_next_event_and_returns_none_once_ended():
     broker = Broker(ping_seconds=0)
     sub = broker.subscribe("alice")
