@@ -24,8 +24,10 @@ from typing import Any
 log = logging.getLogger("reelforge.events")
 
 QUEUE_SIZE = 64  # events a stream may fall behind before it is cut off
-PING_SECONDS = 20.0  # each open stream gets a keep-alive comment this often
-PING_SLICES = 20  # the pinger wakes PING_SLICES times per PING_SECONDS
+# Each open stream gets a keep-alive comment this often: under the 55-60 s idle timeouts of
+# common proxies and load balancers (nginx, AWS ALB, Heroku), and each ping costs CPU.
+PING_SECONDS = 30.0
+PING_SLICES = 30  # the pinger wakes PING_SLICES times per PING_SECONDS
 
 
 @dataclass(slots=True)

@@ -44,7 +44,7 @@ from app.storage.base import Storage, StorageError, TransientStorageError
 
 log = get_logger("reelforge.driver")
 
-FINALIZE_DOWNLOADS = 8  # results downloaded at once (each then uploads on its own)
+FINALIZE_DOWNLOADS = 24  # results downloaded at once (each then uploads on its own)
 WAKE_GAP = 0.02  # seconds: the shortest time between two claim rounds
 
 TRANSIENT = (TransientProviderError, TransientStorageError, Conflict, TimeoutError, OSError)

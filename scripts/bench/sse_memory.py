@@ -1,34 +1,44 @@
 """SSE capacity: memory per idle /events connection, idle CPU, and event latency.
 
 Starts the app (`python -m app serve`'s code path: uvicorn with its default loop and HTTP
-implementation) in a subprocess on a throwaway in-memory database, signs up two people over
-HTTP, and opens N idle `/events` connections to it from this process with raw asyncio
-sockets spread over several 127.0.0.x source addresses. For each N it reports:
+implementation, i.e. uvloop and httptools when installed, as with uvicorn[standard]) in a
+subprocess on a throwaway in-memory database, signs up two people over HTTP, and opens N
+`/events` connections to it from this process with raw asyncio sockets spread over several
+127.0.0.x source addresses. A fresh server for each N and variant. It reports:
 
-* RSS per connection: server VmRSS with N streams open minus VmRSS before any, divided by N;
+* RSS per connection: the server's VmRSS with the N - P idle streams open minus VmRSS just
+  before they were opened (after warm-up), divided by N - P;
 * idle CPU: the server's user+system CPU time over `--idle-seconds` while all N are open and
-  nothing happens but pings (and the job driver's idle tick), as % of one core;
-* event latency: the time from sending a job request (submit, then cancel) as the "probe"
-  person to the job's event arriving on each of the probe person's open streams, while all
-  N connections are open (the other N - P belong to the "idle" person);
-* fan-out: the same for an event of the idle person, who holds N - P streams: latency to
-  each of them, and the time until the last one has it.
+  nothing happens but keep-alive pings (and the job driver's idle tick), as % of one core;
+* event latency: from sending a job request (submit, then cancel) as the "probe" person to
+  the job's event arriving on each of the probe person's P open streams, with the other
+  N - P connections (all of the "idle" person) open, and also with none of them open
+  ("alone", same server, same run). Measured from the request being sent, it includes the
+  request's own work (the state change happens inside it), so it is an upper bound; the
+  requests' own round trips are reported beside it;
+* fan-out: the same for an event of the idle person to all N - P of their streams: the
+  latency to each, and the time until the last one has it;
+* shutdown: seconds from SIGTERM to the server process exiting with all N streams open.
 
 Several server variants can be measured in one run (`--variants`), so that they are compared
 on the same machine at the same time:
 
 * `app`: the app as it is (app/events/stream.py);
-* `stock`: the same broker behind a stock `EventSourceResponse` used the plain way
-  (ping task, send_timeout, its task group), i.e. what the app did before;
+* `stock`: the same broker behind a stock `EventSourceResponse` used the plain way (its own
+  ping task, send_timeout, its task group per connection): what the app did before;
 * `litestar`: Litestar's own `ServerSentEvent` response, for reference only;
 * `floor`: not a stream at all: an `@asgi` route that sends the headers and one event, then
-  waits for the client to go. What uvicorn, Litestar and its middleware cost per open
-  request; no event latency is measured for it.
+  waits for the client to go: what uvicorn, Litestar and its middleware cost per open
+  request. No events, so no latency for it.
+
+`--diagnose` records the server's event-loop stalls and full garbage collections and
+attributes them to the phases (it skips the idle-CPU figures, as its watchdog costs CPU).
 
 Example:
-    .venv/bin/python scripts/bench/sse_memory.py -n 1000 5000 10000
+    .venv/bin/python scripts/bench/sse_memory.py -n 1000 5000 10000 \\
+        --variants app,stock,floor,litestar
 
-Prints a table and writes JSON to bench-results/sse_memory.json."""
+Prints a table and writes JSON to bench-results/sse_memory.json (`--json`)."""
 
 from __future__ import annotations
 
@@ -110,9 +120,52 @@ def serve(variant: str, port: int) -> None:
         app.main.events = _floor_events()
     elif variant != "app":
         raise SystemExit(f"unknown variant {variant!r}")
+    if os.environ.get("SSE_BENCH_DIAGNOSE"):
+        _instrument(Path(os.environ["SSE_BENCH_DIAGNOSE"]))
     from app.cli import main
 
     main(["serve", "--host", "127.0.0.1", "--port", str(port)])
+
+
+def _instrument(path: Path) -> None:
+    """--diagnose: record event-loop stalls over 50 ms and every full (generation 2)
+    garbage collection, with wall-clock times, as JSON lines in `path`. (The watchdog
+    wakes 20 times a second, so idle CPU is not measured with it.)"""
+    import gc
+
+    import app.main
+
+    out = path.open("a", buffering=1)
+    started: dict[str, float] = {}
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started["gc"] = time.perf_counter()
+        elif info["generation"] == 2:
+            ms = (time.perf_counter() - started.get("gc", time.perf_counter())) * 1000
+            out.write(json.dumps({"kind": "gc2", "at": time.time(), "ms": round(ms, 1),
+                                  "collected": info["collected"]}) + "\n")
+
+    async def watchdog() -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.05)
+            lag = (time.perf_counter() - t0 - 0.05) * 1000
+            if lag > 50:
+                out.write(json.dumps({"kind": "stall", "at": time.time(),
+                                      "ms": round(lag, 1)}) + "\n")
+
+    tasks: list[asyncio.Task] = []
+    create_app = app.main.create_app
+
+    def create_instrumented(settings=None):
+        instance = create_app(settings)
+        instance.on_startup.append(
+            lambda: tasks.append(asyncio.get_running_loop().create_task(watchdog())))
+        return instance
+
+    gc.callbacks.append(on_gc)
+    app.main.create_app = create_instrumented
 
 
 def _stream_source(sub: Any):
@@ -122,10 +175,13 @@ def _stream_source(sub: Any):
 
 def _stock_events():
     """The stream as first written: a plain EventSourceResponse with its own ping task,
-    send_timeout, and the task group sse-starlette starts per connection."""
+    send_timeout, and the task group sse-starlette starts per connection (pinging as
+    often as the app does, so that the two are compared like for like)."""
     from litestar import asgi
     from sse_starlette import EventSourceResponse, ServerSentEvent
     from starlette.responses import JSONResponse
+
+    from app.events.broker import PING_SECONDS
 
     @asgi("/events", is_mount=False, include_in_schema=False)
     async def events(scope: Any, receive: Any, send: Any) -> None:
@@ -154,8 +210,8 @@ def _stock_events():
                 broker.unsubscribe(sub)
 
         response = EventSourceResponse(
-            stream(), ping=20, headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"},
-            send_timeout=30)
+            stream(), ping=PING_SECONDS, send_timeout=30,
+            headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"})
         try:
             await response(scope, receive, send)
         finally:
@@ -370,7 +426,8 @@ async def open_connections(n: int, port: int, request: bytes, sources: list[str]
 
 
 async def job_round(http, start_key: str, conns: list[SSEConn], timeout: float = 30):
-    """Submit a job and cancel it; returns (submit latencies, cancel latencies) in ms."""
+    """Submit a job and cancel it. Returns the latencies in ms from sending each request to
+    its event arriving on each of `conns`, and the two requests' own round trips."""
     token = "B" + uuid.uuid4().hex[:10]
     submitted = Round(lambda name, data: name == "jobs" and token in data, conns)
     SSEConn.rounds.append(submitted)
@@ -379,6 +436,7 @@ async def job_round(http, start_key: str, conns: list[SSEConn], timeout: float =
         r = await http.post("/api/templates/video", json={
             "templateSlug": TEMPLATE, "startKey": start_key,
             "variables": {"BRAND": token, "MODEL": "S1"}})
+        rtt = [(time.perf_counter() - submitted.sent) * 1000]
         if r.status_code != 202:
             raise RuntimeError(f"submit: {r.status_code} {r.text[:200]}")
         job_id = r.json()["jobId"]
@@ -391,13 +449,31 @@ async def job_round(http, start_key: str, conns: list[SSEConn], timeout: float =
     try:
         canceled.sent = time.perf_counter()
         r = await http.post("/api/templates/video/cancel", params={"jobId": job_id})
+        rtt.append((time.perf_counter() - canceled.sent) * 1000)
         if r.status_code != 200:
             raise RuntimeError(f"cancel: {r.status_code} {r.text[:200]}")
         await asyncio.wait_for(canceled.done, timeout)
     finally:
         SSEConn.rounds.remove(canceled)
-    return ([(t - submitted.sent) * 1000 for t in submitted.arrivals],
-            [(t - canceled.sent) * 1000 for t in canceled.arrivals])
+    return ([(t - submitted.sent) * 1000 for t in submitted.arrivals]
+            + [(t - canceled.sent) * 1000 for t in canceled.arrivals], rtt)
+
+
+async def latency(http, start_key: str, conns: list[SSEConn], rounds: int) -> dict[str, Any]:
+    """`rounds` submit+cancel rounds: event latency and request round-trip percentiles."""
+    lat: list[float] = []
+    rtt: list[float] = []
+    windows = []
+    for _ in range(rounds):
+        t0 = time.time()
+        a, b = await job_round(http, start_key, conns)
+        windows.append((t0, time.time()))
+        lat += a
+        rtt += b
+    return {"samples": len(lat), "p50": round(pct(lat, 50), 2), "p95": round(pct(lat, 95), 2),
+            "p99": round(pct(lat, 99), 2), "max": round(max(lat), 2),
+            "request_p50": round(pct(rtt, 50), 2), "request_p99": round(pct(rtt, 99), 2),
+            "_windows": windows}
 
 
 async def idle_cpu(pid: int, seconds: float) -> float:
@@ -439,6 +515,8 @@ async def measure(variant: str, n: int, args) -> dict[str, Any]:
     env = {**os.environ, "DATA_DIR": str(data_dir), "DATABASE_URL": "mem://",
            "VIDEO_PROVIDER": "local", "STORAGE": "local", "SECRET_KEY": "bench-secret",
            "SIGNUP_CREDITS": "100000", "MAX_ACTIVE_JOBS": "50"}
+    if args.diagnose:
+        env["SSE_BENCH_DIAGNOSE"] = str(data_dir / "stalls.jsonl")
     for var in ("FAL_KEY", "PUBLIC_BASE_URL", "ALLOWED_HOSTS"):
         env.pop(var, None)
     log = (data_dir / "server.log").open("wb")
@@ -463,37 +541,43 @@ async def measure(variant: str, n: int, args) -> dict[str, Any]:
         for c in warm:
             c.transport.close()
         await asyncio.sleep(1.5)
-        rss0 = await settle(proc.pid)
-        cpu0 = await idle_cpu(proc.pid, args.idle_seconds)
-        row.update(rss_before_kib=rss0, idle_cpu_pct_without_streams=round(cpu0, 2))
-        t0 = time.monotonic()
+        measured = variant != "floor"  # the floor variant carries no events
         probes = await open_connections(args.probes, port, probe.events_request(), sources, 0)
+        phases: dict[str, list[tuple[float, float]]] = {}
+        if measured:  # the probe person's latency with no other streams open
+            row["latency_alone_ms"] = await latency(probe_http, probe_key, probes, args.rounds)
+            phases["latency_alone"] = row["latency_alone_ms"].pop("_windows")
+        rss0 = await settle(proc.pid)
+        row["rss_before_kib"] = rss0
+        if not args.diagnose:
+            cpu0 = await idle_cpu(proc.pid, args.idle_seconds)
+            row["idle_cpu_pct_without_streams"] = round(cpu0, 2)
+        t0 = time.monotonic()
         idles = await open_connections(n - len(probes), port, idle.events_request(), sources,
                                        len(probes))
         conns = probes + idles
         row["open_seconds"] = round(time.monotonic() - t0, 1)
         rss = await settle(proc.pid, args.settle)
-        row.update(rss_kib=rss, rss_per_connection_kib=round((rss - rss0) / n, 2))
-        row["idle_cpu_pct"] = round(await idle_cpu(proc.pid, args.idle_seconds), 2)
-        lat: list[float] = []
-        rounds = 0 if variant == "floor" else args.rounds
-        for _ in range(rounds):
-            s, c = await job_round(probe_http, probe_key, probes)
-            lat += s + c
-        if lat:
-            row["latency_ms"] = {"samples": len(lat), "p50": round(pct(lat, 50), 2),
-                                 "p95": round(pct(lat, 95), 2), "p99": round(pct(lat, 99), 2),
-                                 "max": round(max(lat), 2)}
-        fan_each, fan_all = [], []
-        for _ in range(args.fanout_rounds if rounds else 0):
-            s, c = await job_round(idle_http, idle_key, idles, timeout=120)
-            fan_each += s + c
-            fan_all += [max(s), max(c)]
-        if fan_all:
-            row["fanout_ms"] = {"subscribers": len(idles), "events": len(fan_all),
-                                "p50_each": round(pct(fan_each, 50), 1),
-                                "p99_each": round(pct(fan_each, 99), 1),
-                                "last_median": round(statistics.median(fan_all), 1)}
+        row.update(rss_kib=rss, rss_per_connection_kib=round((rss - rss0) / len(idles), 2))
+        if not args.diagnose:
+            row["idle_cpu_pct"] = round(await idle_cpu(proc.pid, args.idle_seconds), 2)
+        if measured:
+            row["latency_ms"] = await latency(probe_http, probe_key, probes, args.rounds)
+            phases["latency"] = row["latency_ms"].pop("_windows")
+            fan_each, fan_all = [], []
+            phases["fanout"] = []
+            for _ in range(args.fanout_rounds):
+                t1 = time.time()
+                each, _rtt = await job_round(idle_http, idle_key, idles, timeout=120)
+                phases["fanout"].append((t1, time.time()))
+                half = len(each) // 2
+                fan_each += each
+                fan_all += [max(each[:half]), max(each[half:])]
+            if fan_all:
+                row["fanout_ms"] = {"subscribers": len(idles), "events": len(fan_all),
+                                    "p50_each": round(pct(fan_each, 50), 1),
+                                    "p99_each": round(pct(fan_each, 99), 1),
+                                    "last_median": round(statistics.median(fan_all), 1)}
         row["alive"] = sum(1 for c in conns if not c.closed.done())
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -501,6 +585,8 @@ async def measure(variant: str, n: int, args) -> dict[str, Any]:
         row["shutdown_seconds"] = round(time.monotonic() - t0, 2)
         await asyncio.sleep(0.2)
         row["streams_ended_by_server"] = sum(1 for c in conns if c.closed.done())
+        if args.diagnose:
+            row["diagnosis"] = _diagnosis(data_dir / "stalls.jsonl", phases)
         print(f"[{variant}] {json.dumps(row)}", flush=True)
     finally:
         for c in conns:
@@ -516,16 +602,35 @@ async def measure(variant: str, n: int, args) -> dict[str, Any]:
     return row
 
 
+def _diagnosis(path: Path, phases: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
+    """Stalls and full collections of the server, by the phase they fell in."""
+    records = [json.loads(line) for line in path.read_text().splitlines()] \
+        if path.exists() else []
+    out: dict[str, Any] = {}
+    for name, windows in phases.items():
+        inside = [r for r in records
+                  if any(a - 0.05 <= r["at"] <= b + 0.05 for a, b in windows)]
+        out[name] = {kind: {"count": len(rs), "max_ms": max(r["ms"] for r in rs)}
+                     for kind in ("stall", "gc2")
+                     if (rs := [r for r in inside if r["kind"] == kind])}
+    out["all"] = {kind: {"count": len(rs), "max_ms": max(r["ms"] for r in rs)}
+                  for kind in ("stall", "gc2")
+                  if (rs := [r for r in records if r["kind"] == kind])}
+    return out
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("variant", "conns", "KiB/conn", "idle CPU %", "lat p50 ms", "lat p99 ms",
-            "fan-out p99 ms", "fan-out last ms", "stop s")
+            "alone p99 ms", "request p99 ms", "fan-out p99 ms", "fan-out last ms", "stop s")
     lines = [head]
     for r in rows:
         fan = r.get("fanout_ms") or {}
         lat = r.get("latency_ms") or {}
+        alone = r.get("latency_alone_ms") or {}
         lines.append((r["variant"], str(r["connections"]), f"{r['rss_per_connection_kib']:.2f}",
-                      f"{r['idle_cpu_pct']:.2f}", str(lat.get("p50", "-")),
-                      str(lat.get("p99", "-")), str(fan.get("p99_each", "-")),
+                      str(r.get("idle_cpu_pct", "-")), str(lat.get("p50", "-")),
+                      str(lat.get("p99", "-")), str(alone.get("p99", "-")),
+                      str(lat.get("request_p99", "-")), str(fan.get("p99_each", "-")),
                       str(fan.get("last_median", "-")), str(r["shutdown_seconds"])))
     widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(x, widths, strict=True))
@@ -577,6 +682,8 @@ def main() -> None:
     p.add_argument("--sources", type=int, default=8, help="127.0.0.x source addresses")
     p.add_argument("--idle-seconds", type=float, default=10.0)
     p.add_argument("--settle", type=float, default=3.0)
+    p.add_argument("--diagnose", action="store_true",
+                   help="record the server's loop stalls and full GCs (skips idle CPU)")
     p.add_argument("--json", default=str(ROOT / "bench-results" / "sse_memory.json"))
     p.add_argument("--serve", metavar="VARIANT", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)

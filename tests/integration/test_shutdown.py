@@ -23,6 +23,7 @@ from tests.helpers import png_bytes
 GRACE = 10 + 5  # uvicorn's timeout_graceful_shutdown (app/cli.py) + the driver's stop grace
 STREAMS = 24
 LONG = 600.0  # seconds: "never", within this test
+HELD = 12.0  # a held request outlasts the driver's 5 s grace, and ends before the test
 
 
 @pytest.fixture
@@ -99,13 +100,13 @@ def test_sigterm_under_load_then_resume(tmp_path, fake):
         _wait(lambda: _message(person, jobs["processing"]).startswith("processing: ")
               and "queue" not in _message(person, jobs["processing"]), 10, "processing")
         # finalizing: fal is done, but the video download hangs (longer than the grace)
-        fake.delay_next("video", 30)
+        fake.delay_next("video", HELD)
         videos = fake.count("video")
         jobs["finalizing"] = submit_when("finalizing", queue_time=0, run_time=0.1)
         _wait(lambda: fake.count("video") > videos, 15, "the held download")
         assert _message(person, jobs["finalizing"]) == "processing: Saving your video…"
         # pending: its submission to fal is in flight (held by the fake) …
-        fake.delay_next("submit", 30)
+        fake.delay_next("submit", HELD)
         jobs["pending (submitting)"] = submit_when("pending")
         # … and one recorded a moment before the signal
         fake.next_jobs(1, queue_time=LONG)
