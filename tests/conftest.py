@@ -26,7 +26,10 @@ from app.main import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from tests.helpers import Account  # noqa: E402
 
-pytest_plugins = ["tests.fakes.s3_server", "tests.fakes.s3_faults", "tests.fakes.fal_server"]
+pytest_plugins = [
+    "tests.fakes.s3_server", "tests.fakes.s3_faults", "tests.fakes.fal_server",
+    "tests.fakes.live_server",
+]
 
 
 @pytest.fixture

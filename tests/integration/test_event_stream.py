@@ -13,7 +13,6 @@ import pytest
 
 from tests.fakes.live_server import SSE, LiveServer, live_account, open_events
 
-pytest_plugins = ["tests.fakes.live_server"]  # the live_server fixtures
 pytestmark = pytest.mark.timeout(60)
 
 JOB_ORDER = ["pending", "queued", "processing", "finalizing", "completed"]

@@ -69,8 +69,9 @@ async def submit_done(provider: FalProvider, fake: FakeFal, **spec) -> str:
 
 
 async def test_full_happy_path(provider: FalProvider, fake_fal: FakeFal, tmp_path: Path) -> None:
-    fake_fal.next_jobs(2, queue_time=0.4, run_time=0.4)
+    fake_fal.next_jobs(1, queue_time=5.0, run_time=0.0)  # stays queued ahead of the next
     first = await provider.submit(request())
+    fake_fal.next_jobs(1, queue_time=0.4, run_time=0.4)
     rid = await provider.submit(request())
 
     job = fake_fal.jobs[rid]
@@ -93,7 +94,7 @@ async def test_full_happy_path(provider: FalProvider, fake_fal: FakeFal, tmp_pat
     assert states.index("processing") < states.index("completed")
     assert any(s.logs for s in seen if s.state == "processing")
     assert seen[-1].logs == ["Loading model", "Generating frames", "Encoding video"]
-    assert (await provider.status(ENDPOINT, first)).state == "completed"
+    assert (await provider.status(ENDPOINT, first)).state == "queued"
 
     dest = tmp_path / "out.mp4"
     result = await provider.fetch_result(ENDPOINT, rid, dest, max_bytes=10 * MB)
