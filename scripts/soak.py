@@ -142,8 +142,11 @@ async def soak(args, server) -> dict:
     keys: list[str] = []
 
     async def signup(i: int) -> None:
+        # Idle connections are dropped after 2 s, before uvicorn's 5 s keep-alive timeout:
+        # each person sends every 5 s, and reusing a connection the server is closing at
+        # that moment fails the POST (browsers retry it; httpx does not).
         c = httpx.AsyncClient(base_url=server.url, timeout=60, limits=httpx.Limits(
-            max_connections=4))
+            max_connections=4, keepalive_expiry=2.0))
         await c.get("/signup")
         r = await c.post("/signup", data={"email": f"soak{i}@example.com",
                                           "password": "correct-horse-1",
