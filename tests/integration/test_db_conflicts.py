@@ -54,7 +54,7 @@ async def test_jobs_and_books_survive_write_conflicts(tmp_path, s3_server, fake_
         videos = await services.db.read_one(
             "SELECT VALUE key FROM library WHERE owner = $u AND kind = 'video'",
             {"u": user["id"]})
-    assert conflicts.injected > 20  # the retry path really ran, many times
+    assert conflicts.injected >= 10  # the retry path really ran, many times
     completed = statuses.count("completed")
     assert statuses.count("failed") == 1 and completed in (4, 5)  # the cancel may lose a race
     assert set(statuses) <= {"completed", "failed", "canceled"}
