@@ -10,6 +10,7 @@ Used by docs/RELIABILITY.md to tell the engine's growth from the app's in the so
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
@@ -52,6 +53,7 @@ async def main() -> None:
         print(f"{n} records: RSS +{grown} KiB ({grown / n:.1f} KiB per record), "
               f"{per_write:.2f} ms per write in this batch", flush=True)
     await db.close()
+    shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":
