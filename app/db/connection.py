@@ -154,12 +154,5 @@ class Database:
         return [s.get("result") for s in statements]
 
 
-def record_key(record: Any) -> str:
-    """The id part of a RecordID (or of a "table:id" string)."""
-    if isinstance(record, surrealdb.RecordID):
-        return str(record.id)
-    return str(record).split(":", 1)[-1].strip("⟨⟩`")
-
-
 def rid(table: str, key: str) -> surrealdb.RecordID:
     return surrealdb.RecordID(table, key)

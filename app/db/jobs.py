@@ -175,22 +175,6 @@ async def due(db: Database, active: list[str], limit: int) -> list[str]:
     return [str(r["id"].id) for r in rows[:limit]]
 
 
-async def claim(
-    db: Database, job_id: str, owner: str, ttl_s: float, active: list[str]
-) -> dict | None:
-    """Take the lease on a due job: a compare-and-set, so only one driver wins."""
-    return await _first(db,
-        """
-        UPDATE $jid SET lease_owner = $owner,
-            lease_until = time::now() + type::duration($ttl)
-        WHERE status IN $active AND (lease_until = NONE OR lease_until < time::now())
-        RETURN AFTER
-        """,
-        {"jid": rid("video_job", job_id), "owner": owner, "ttl": f"{int(ttl_s * 1000)}ms",
-         "active": active},
-    )
-
-
 async def claim_many(
     db: Database, job_ids: list[str], owner: str, ttl_s: float, active: list[str]
 ) -> list[dict]:
@@ -246,16 +230,6 @@ async def mark_provider_done(db: Database, job_id: str, active: list[str]) -> di
         """
         UPDATE $jid SET provider_done = true, due_at = time::now()
         WHERE status IN $active AND provider_done = false RETURN AFTER
-        """,
-        {"jid": rid("video_job", job_id), "active": active},
-    )
-
-
-async def request_cancel(db: Database, job_id: str, active: list[str]) -> dict | None:
-    return await _first(db,
-        """
-        UPDATE $jid SET cancel_requested = true, due_at = time::now()
-        WHERE status IN $active RETURN AFTER
         """,
         {"jid": rid("video_job", job_id), "active": active},
     )

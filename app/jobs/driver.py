@@ -30,6 +30,7 @@ from app.db import jobs as jobs_db
 from app.db.connection import Conflict, Database
 from app.jobs import schedule
 from app.jobs.crashpoints import crashpoint
+from app.jobs.prompts import caption
 from app.jobs.service import ACTIVE_VALUES, JobService
 from app.jobs.states import Status
 from app.observability.logging import get_logger
@@ -216,11 +217,6 @@ class Driver:
     # -- one step of one job ---------------------------------------------------------
     async def _advance(self, job: dict[str, Any]) -> float | None:
         status = job["status"]
-        if job.get("cancel_requested"):
-            await self._cancel_at_provider(job)
-            await self.service.move(_id(job), Status.CANCELED, lease=self.id,
-                                    reason="canceled", fields={"error": "Canceled"})
-            return None
         if datetime.now(UTC) >= job["deadline_at"] and status != Status.FINALIZING:
             await self._cancel_at_provider(job)
             minutes = round(self.service.settings.job_deadline_seconds / 60)
@@ -241,7 +237,7 @@ class Driver:
         request = SubmitRequest(
             endpoint=job["endpoint"], prompt=job["prompt"],
             image_url=await self._image_url(job), parameters=dict(job["parameters"]),
-            caption=" · ".join(v for v in job["variables"].values() if v)[:80],
+            caption=caption(job["variables"]),
             webhook_url=self.webhook_url,
         )
         request_id = await _retry(self._provider_call("submit", self.provider.submit), request)

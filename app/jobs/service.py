@@ -16,7 +16,7 @@ from app.db import templates as templates_db
 from app.db import users as users_db
 from app.db.connection import Database, Thrown
 from app.jobs.prompts import VariableError, check_variables, fill_prompt
-from app.jobs.states import ACTIVE, FINAL, TRANSITIONS, Status, sources_of
+from app.jobs.states import ACTIVE, FINAL, Status, sources_of
 from app.observability.logging import get_logger
 from app.settings import Settings
 
@@ -173,9 +173,6 @@ class JobService:
             if library:
                 await self.publish("library", job)
         return job
-
-    def allowed(self, source: str, to: Status) -> bool:
-        return to in TRANSITIONS[Status(source)]
 
 
 def _bad(field: str, message: str) -> JobRequestError:

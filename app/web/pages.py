@@ -179,11 +179,7 @@ class PageController(Controller):
         user = await current_user(request)
         if user is None:
             return Redirect("/login?next=/account")
-        db = services_of(request).db
-        ledger = await db.read_one(
-            "SELECT * FROM ledger WHERE owner = $u ORDER BY created_at DESC LIMIT 50",
-            {"u": user["id"]},
-        )
+        ledger = await users_db.ledger(services_of(request).db, user_id_of(user))
         return await _page(request, "account", user, ledger=ledger,
                            available=users_db.available(user))
 
