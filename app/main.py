@@ -10,7 +10,6 @@ from litestar import Litestar, Request, Response
 from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
-from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
@@ -23,6 +22,7 @@ from app.observability.metrics import metrics_endpoint
 from app.observability.requests import log_request
 from app.services import close_services, open_services
 from app.settings import Settings, get_settings
+from app.web.account import AccountController
 from app.web.admin import AdminController
 from app.web.api import ApiController
 from app.web.auth import LoginThrottle
@@ -31,6 +31,7 @@ from app.web.hosts import AllowedHosts
 from app.web.media import media
 from app.web.pages import PageController
 from app.web.render import STATIC_DIR, make_environment
+from app.web.sessions import STORE_NAME, DatabaseSessionStore, SessionConfig
 from app.web.webhooks import fal_webhook
 
 log = get_logger("reelforge")
@@ -96,24 +97,30 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.services = await open_services(settings, env=env)
-        app.state.login_throttle = LoginThrottle()
+        session_store.db = app.state.services.db
+        app.state.login_throttle = LoginThrottle(app.state.services.db)
         try:
             yield
         finally:
             await close_services(app.state.services)
 
-    sessions = CookieBackendConfig(
-        secret=settings.session_secret, key="reelforge_session", httponly=True,
-        samesite="lax", secure=settings.secure_cookies, max_age=14 * 24 * 3600,
+    session_store = DatabaseSessionStore()
+    sessions = SessionConfig(
+        key="reelforge_session", httponly=True, samesite="lax",
+        secure=settings.secure_cookies, max_age=settings.session_max_age,
+        renew_on_access=True, store=STORE_NAME,
+        # No session is read for static files, the health check or the metrics.
+        exclude=["^/static/", "^/health$", "^/metrics$"],
     )
     return ReelforgeApp(
         route_handlers=[
-            PageController, ApiController, AdminController, events, fal_webhook, health,
-            media, metrics_endpoint,
+            PageController, AccountController, ApiController, AdminController, events,
+            fal_webhook, health, media, metrics_endpoint,
             create_static_files_router(path="/static", directories=[STATIC_DIR],
                                        include_in_schema=False),
         ],
         lifespan=[lifespan],
+        stores={STORE_NAME: session_store},
         middleware=[AllowedHosts(settings.host_allowlist), sessions.middleware],
         csrf_config=CSRFConfig(
             secret=settings.session_secret.hex(), cookie_name="csrftoken",

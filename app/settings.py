@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     log_format: str = "console"
     allowed_hosts: str | None = None  # comma-separated; default: this host and localhost
     metrics_token: str | None = None
+    # Addresses (or networks, CIDR) of the reverse proxies in front of the app: only a
+    # connection from one of them has its X-Forwarded-For / Forwarded header believed.
+    trusted_proxies: str | None = None
+    session_max_age: int = Field(default=14 * 24 * 3600, gt=0)  # seconds, renewed on use
 
     @property
     def db_url(self) -> str:
@@ -75,6 +79,12 @@ class Settings(BaseSettings):
         if self.public_base_url:
             hosts.add(urlsplit(self.public_base_url).hostname or "localhost")
         return sorted(h for h in hosts if h not in ("0.0.0.0", "::"))  # noqa: S104
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple:
+        from app.web.client_address import parse_networks
+
+        return parse_networks(self.trusted_proxies or "")
 
     @property
     def secure_cookies(self) -> bool:

@@ -83,3 +83,8 @@ def available(user: dict[str, Any]) -> int:
 
 
 __all__ = ["Thrown", "available", "by_email", "by_id", "create", "grant", "ledger_sum"]
+
+
+async def set_password(db: Database, user_id: str, password_hash: str) -> None:
+    await db.write("UPDATE $u SET password_hash = $hash RETURN NONE",
+                   {"u": rid("user", user_id), "hash": password_hash})

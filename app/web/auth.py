@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import OrderedDict
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -12,7 +10,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from litestar import Request
 from litestar.exceptions import NotAuthorizedException
 
+from app.db import throttle as throttle_db
 from app.db import users as users_db
+from app.db.connection import Database
 from app.services import Services
 
 _hasher = PasswordHasher()
@@ -38,39 +38,30 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
 
 
 class LoginThrottle:
-    """Counts recent failures per email and per client address. After a few, each further
-    attempt waits longer (up to 5 s), and past a limit it is refused for a while."""
+    """Limits sign-in attempts per email and per client address, counted in the database
+    (so every process counts together) and *before* the password is checked (so a burst
+    of concurrent guesses gets at most `limit` checks). After `free` attempts in the
+    window, each further one waits longer (up to 5 s); at `limit` it is refused."""
 
-    def __init__(self, free: int = 3, limit: int = 20, window: float = 900.0):
+    def __init__(self, db: Database, free: int = 3, limit: int = 20, window: float = 900.0):
+        self.db = db
         self.free, self.limit, self.window = free, limit, window
-        self._fails: OrderedDict[str, list[float]] = OrderedDict()
 
-    def _recent(self, key: str) -> list[float]:
-        now = time.monotonic()
-        times = [t for t in self._fails.get(key, []) if now - t < self.window]
-        if times:
-            self._fails[key] = times
-        else:
-            self._fails.pop(key, None)
-        return times
-
-    def delay(self, *keys: str) -> float | None:
-        """Seconds to wait before checking this attempt; None when it must be refused."""
-        worst = max(len(self._recent(k)) for k in keys)
-        if worst >= self.limit:
-            return None
+    def delay_for(self, worst: int) -> float:
         return 0.0 if worst < self.free else min(5.0, 0.25 * 2 ** (worst - self.free))
 
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        for key in keys:
-            self._fails.setdefault(key, []).append(now)
-            self._fails.move_to_end(key)
-        while len(self._fails) > 50_000:
-            self._fails.popitem(last=False)
+    async def attempt(self, *keys: str) -> float | None:
+        """Count this attempt; the seconds to wait before checking it, or None when it
+        must be refused (then it was not counted)."""
+        worst = await throttle_db.reserve(self.db, list(keys), self.limit, self.window)
+        return None if worst is None else self.delay_for(worst)
 
-    def succeeded(self, email_key: str) -> None:
-        self._fails.pop(email_key, None)
+    async def succeeded(self, account_key: str, *other_keys: str) -> None:
+        """The password was right: the account's count starts over, and the attempt is
+        not held against the client's address."""
+        await throttle_db.clear(self.db, [account_key])
+        if other_keys:
+            await throttle_db.give_back(self.db, list(other_keys))
 
 
 def services_of(request: Request) -> Services:

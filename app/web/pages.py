@@ -17,6 +17,7 @@ from app.db import templates as templates_db
 from app.db import users as users_db
 from app.db.connection import Thrown
 from app.jobs.service import JobRequestError
+from app.web import sessions
 from app.web.api import STATUS_FILTERS
 from app.web.auth import (
     MAX_PASSWORD,
@@ -27,12 +28,13 @@ from app.web.auth import (
     user_id_of,
     verify_password,
 )
+from app.web.client_address import client_address
 
 LOGIN_FAILED = "That email and password don't match an account."
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_address(request.scope, services_of(request).settings.trusted_proxy_networks)
 
 
 def safe_next(target: str | None) -> str:
@@ -174,15 +176,6 @@ class PageController(Controller):
         return await _page(request, "jobs", user, jobs=rows, urls=await job_urls(request, rows),
                            filter=selected)
 
-    @get("/account", name="account")
-    async def account(self, request: Request) -> Template | Redirect:
-        user = await current_user(request)
-        if user is None:
-            return Redirect("/login?next=/account")
-        ledger = await users_db.ledger(services_of(request).db, user_id_of(user))
-        return await _page(request, "account", user, ledger=ledger,
-                           available=users_db.available(user))
-
     @get("/fragments/generate")
     async def generate_fragment(
         self, request: Request,
@@ -232,22 +225,19 @@ class PageController(Controller):
         target = safe_next(data.get("next"))
         throttle = request.app.state.login_throttle
         keys = (f"email:{email}", f"ip:{_client(request)}")
-        wait = throttle.delay(*keys)
+        wait = await throttle.attempt(*keys)  # counted before the password is checked
         if wait is None:
             return Template(template_name="pages/login.html", status_code=429, context={
                 "user": None, "next": target, "email": email,
                 "error": "Too many attempts. Wait a few minutes and try again."})
         if wait:
-            import asyncio
-
             await asyncio.sleep(wait)
         user = await users_db.by_email(services.db, email) if email else None
         if not await verify_password(user["password_hash"] if user else None, password):
-            throttle.failed(*keys)
             return Template(template_name="pages/login.html", status_code=400, context={
                 "user": None, "next": target, "email": email, "error": LOGIN_FAILED})
-        throttle.succeeded(keys[0])
-        request.set_session({"uid": user_id_of(user)})
+        await throttle.succeeded(*keys)
+        sessions.begin(request, user_id_of(user))
         return Redirect(target, status_code=303)
 
     @post("/signup")
@@ -278,7 +268,7 @@ class PageController(Controller):
         if errors or user is None:
             return Template(template_name="pages/signup.html", status_code=400,
                             context={"user": None, "errors": errors, "email": email})
-        request.set_session({"uid": user_id_of(user)})
+        sessions.begin(request, user_id_of(user))
         return Redirect("/", status_code=303)
 
     @post("/logout")

@@ -52,12 +52,12 @@ async def login_from(client, address: str, email: str, password: str):
 class RecordingThrottle(LoginThrottle):
     """The app's throttle, recording the delay it hands out for each attempt."""
 
-    def __init__(self, **kw):
-        super().__init__(**kw)
+    def __init__(self, db, **kw):
+        super().__init__(db, **kw)
         self.delays: list[float | None] = []
 
-    def delay(self, *keys: str) -> float | None:
-        wait = super().delay(*keys)
+    async def attempt(self, *keys: str) -> float | None:
+        wait = await super().attempt(*keys)
         self.delays.append(wait)
         return wait
 
@@ -66,7 +66,7 @@ class RecordingThrottle(LoginThrottle):
 def fast_throttle(client) -> RecordingThrottle:
     """The app's throttle with small numbers: free for 2 failures, refused from 4 on
     (delays 0.25 s then 0.5 s), so the whole ladder runs in about a second."""
-    throttle = RecordingThrottle(free=2, limit=4)
+    throttle = RecordingThrottle(client.app.state.services.db, free=2, limit=4)
     client.app.state.login_throttle = throttle
     return throttle
 
@@ -214,22 +214,18 @@ async def test_repeated_failures_are_refused_per_client_address(
         assert r.status_code == 303
 
 
-def test_default_throttle_ladder():
-    t = LoginThrottle()
+async def test_default_throttle_ladder(services):
+    t = LoginThrottle(services.db)
     keys = ("email:a@example.com", "ip:1.2.3.4")
-    assert t.delay(*keys) == 0.0
-    for _ in range(3):
-        t.failed(*keys)
-    assert t.delay(*keys) == 0.25
-    t.failed(*keys)
-    assert t.delay(*keys) == 0.5
-    for _ in range(15):
-        t.failed(*keys)
-    assert t.delay(*keys) == 5.0  # capped
-    t.failed(*keys)
-    assert t.delay(*keys) is None  # 20 failures: refused
-    t.succeeded(keys[0])
-    assert t.delay(keys[0]) == 0.0 and t.delay(keys[1]) is None
+    assert [await t.attempt(*keys) for _ in range(4)] == [0.0, 0.0, 0.0, 0.25]
+    assert await t.attempt(*keys) == 0.5
+    for _ in range(14):
+        await t.attempt(*keys)
+    assert await t.attempt(*keys) == 5.0  # capped; that was the 20th
+    assert await t.attempt(*keys) is None  # refused, and not counted
+    await t.succeeded(keys[0])
+    assert await t.attempt(keys[0]) == 0.0
+    assert await t.attempt(keys[1]) is None
 
 
 # -- cookies ---------------------------------------------------------------------------------

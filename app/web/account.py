@@ -1,0 +1,125 @@
+"""The Account page: credits and history, the person's signed-in sessions (end one, or
+all but this one) and a password change, which also ends every other session."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import Redirect, Template
+
+from app.db import sessions as sessions_db
+from app.db import users as users_db
+from app.web import sessions
+from app.web.auth import (
+    MAX_PASSWORD,
+    MIN_PASSWORD,
+    current_user,
+    hash_password,
+    services_of,
+    user_id_of,
+    verify_password,
+)
+
+COOKIE = "reelforge_session"
+NOTICES = {
+    "ended": "Signed out of your other sessions.",
+    "ended-one": "That session is signed out.",
+    "password": "Password changed. Your other sessions are signed out.",
+}
+
+
+def device_name(user_agent: str | None) -> str:
+    """'Chrome on Linux' from a user agent, good enough to recognise a session by."""
+    ua = user_agent or ""
+    browser = next((name for token, name in (
+        ("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),
+        ("Chromium/", "Chromium"), ("Safari/", "Safari"), ("curl/", "curl"),
+        ("python-httpx", "a program (httpx)"), ("python-requests", "a program (requests)"),
+    ) if token in ua), None)
+    system = next((name for token, name in (
+        ("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"), ("Windows", "Windows"),
+        ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"),
+    ) if token in ua), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or "Unknown device"
+
+
+class AccountController(Controller):
+    path = "/account"
+
+    async def _render(self, request: Request, user: dict[str, Any], *, status: int = 200,
+                      error: str | None = None, notice: str | None = None) -> Template:
+        db = services_of(request).db
+        user_id = user_id_of(user)
+        here = sessions.current_id(request, COOKIE)
+        current = sessions_db.key_of(here) if here else None
+        rows = await sessions_db.list_for(db, user_id)
+        listed = [{**row, "device": device_name(row.get("user_agent")),
+                   "current": row["key"] == current} for row in rows]
+        listed.sort(key=lambda row: not row["current"])  # this one first
+        return Template(template_name="pages/account.html", status_code=status, context={
+            "user": user, "active_nav": "account",
+            "ledger": await users_db.ledger(db, user_id),
+            "available": users_db.available(user), "sessions": listed,
+            "password_error": error, "notice": notice,
+            "min_password": MIN_PASSWORD,
+        })
+
+    @get("/", name="account")
+    async def account(self, request: Request, notice: str | None = None) -> Template | Redirect:
+        user = await current_user(request)
+        if user is None:
+            return Redirect("/login?next=/account")
+        return await self._render(request, user, notice=NOTICES.get(notice or ""))
+
+    @post("/sessions/end-others")
+    async def end_others(self, request: Request) -> Redirect:
+        user = await current_user(request)
+        if user is None:
+            return Redirect("/login?next=/account", status_code=303)
+        await sessions_db.end_others(services_of(request).db, user_id_of(user),
+                                     sessions.current_id(request, COOKIE))
+        return Redirect("/account?notice=ended", status_code=303)
+
+    @post("/sessions/end")
+    async def end_one(
+        self, request: Request,
+        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
+    ) -> Redirect:
+        user = await current_user(request)
+        if user is None:
+            return Redirect("/login?next=/account", status_code=303)
+        key = (data.get("key") or "")[:64]
+        if key:
+            await sessions_db.end_one(services_of(request).db, user_id_of(user), key)
+        return Redirect("/account?notice=ended-one", status_code=303)
+
+    @post("/password")
+    async def change_password(
+        self, request: Request,
+        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
+    ) -> Template | Redirect:
+        user = await current_user(request)
+        if user is None:
+            return Redirect("/login?next=/account", status_code=303)
+        current = (data.get("current_password") or "")[:MAX_PASSWORD]
+        new = data.get("new_password") or ""
+        if not await verify_password(user["password_hash"], current):
+            return await self._render(request, user, status=400,
+                                      error="Your current password is not right.")
+        if not MIN_PASSWORD <= len(new) <= MAX_PASSWORD:
+            return await self._render(
+                request, user, status=400,
+                error=f"Use {MIN_PASSWORD} to {MAX_PASSWORD} characters for the new password.")
+        db = services_of(request).db
+        user_id = user_id_of(user)
+        await users_db.set_password(db, user_id, await asyncio.to_thread(hash_password, new))
+        # Every other session ends; this one continues under a fresh id.
+        await sessions_db.end_others(db, user_id, sessions.current_id(request, COOKIE))
+        sessions.begin(request, user_id)
+        return Redirect("/account?notice=password", status_code=303)
