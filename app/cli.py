@@ -25,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the web app")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="app processes (needs a SurrealDB server: DATABASE_URL=ws://…)")
     sub.add_parser("init-db", help="apply scripts/schema.surql (idempotent)")
 
     users = sub.add_parser("users", help="manage accounts").add_subparsers(dest="action",
@@ -214,20 +216,31 @@ async def _jobs_cancel(services: Any, args: argparse.Namespace) -> str:
     return f"canceled {args.job_id}; {moved['credits']} credits released{note}"
 
 
-def serve(host: str | None, port: int | None) -> None:
+def serve(host: str | None, port: int | None, workers: int = 1) -> None:
     import uvicorn
 
     from app.main import create_app
 
     settings = get_settings()
+    if workers < 1:
+        raise SystemExit("error: --workers must be at least 1")
+    if workers > 1 and settings.is_embedded:
+        raise SystemExit(
+            "error: --workers needs a SurrealDB server (DATABASE_URL=ws://host:8000/rpc): the "
+            "embedded database can be opened by one process only. See docs/DEPLOY.md.")
     host, port = host or settings.host, port or settings.port
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     print(f"Reelforge is starting: open http://{shown}:{port}/ in your browser", flush=True)
     # log_config=None: uvicorn's own lines go through app/observability/logging.py like the
     # rest; its access log is off because the app logs every request (without query strings).
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
-                timeout_graceful_shutdown=10, proxy_headers=False, log_config=None,
-                access_log=False)
+    # proxy_headers=False: the app decides whom to believe (TRUSTED_PROXIES).
+    options: dict[str, Any] = dict(
+        host=host, port=port, log_level="info", timeout_graceful_shutdown=10,
+        proxy_headers=False, log_config=None, access_log=False)
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+    else:  # each worker process builds its own app from the same environment
+        uvicorn.run("app.main:create_app", factory=True, workers=workers, **options)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -236,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_format, secrets=secrets_of(settings))
     try:
         if args.command == "serve":
-            serve(args.host, args.port)
+            serve(args.host, args.port, args.workers)
             return
         if args.command == "init-db":
             out = asyncio.run(_with_db(lambda db: _applied(db)))

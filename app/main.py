@@ -18,12 +18,12 @@ from litestar.template.config import TemplateConfig
 
 from app.events.stream import events
 from app.observability.logging import configure_logging, get_logger, secrets_of
-from app.observability.metrics import metrics_endpoint
+from app.observability.metrics import metrics_routes, serve_metrics_port
 from app.observability.requests import log_request
 from app.services import close_services, open_services
 from app.settings import Settings, get_settings
 from app.web.account import AccountController
-from app.web.admin import AdminController
+from app.web.admin import AdminController, hide_admin_routes
 from app.web.api import ApiController
 from app.web.auth import LoginThrottle
 from app.web.health import health
@@ -31,6 +31,8 @@ from app.web.hosts import AllowedHosts
 from app.web.media import media
 from app.web.pages import PageController
 from app.web.render import STATIC_DIR, make_environment
+from app.web.security_headers import security_headers
+from app.web.sessions import COOKIE as SESSION_COOKIE
 from app.web.sessions import STORE_NAME, DatabaseSessionStore, SessionConfig
 from app.web.webhooks import fal_webhook
 
@@ -62,6 +64,7 @@ def _error_page(request: Request, status: int, title: str, message: str) -> Resp
 
 
 def _http_error(request: Request, exc: HTTPException) -> Response:
+    exc = hide_admin_routes(request, exc)
     if isinstance(exc, NotFoundException) and _wants_html(request):
         return _error_page(request, 404, "Page not found",
                            "The page you were looking for isn't here.")
@@ -106,7 +109,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     session_store = DatabaseSessionStore()
     sessions = SessionConfig(
-        key="reelforge_session", httponly=True, samesite="lax",
+        key=SESSION_COOKIE, httponly=True, samesite="lax",
         secure=settings.secure_cookies, max_age=settings.session_max_age,
         renew_on_access=True, store=STORE_NAME,
         # No session is read for static files, the health check or the metrics.
@@ -115,13 +118,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return ReelforgeApp(
         route_handlers=[
             PageController, AccountController, ApiController, AdminController, events,
-            fal_webhook, health, media, metrics_endpoint,
+            fal_webhook, health, media, *metrics_routes(settings),
             create_static_files_router(path="/static", directories=[STATIC_DIR],
                                        include_in_schema=False),
         ],
-        lifespan=[lifespan],
+        lifespan=[lifespan, serve_metrics_port],
         stores={STORE_NAME: session_store},
         middleware=[AllowedHosts(settings.host_allowlist), sessions.middleware],
+        before_send=[security_headers(settings)],  # every response, 404s and static too
         csrf_config=CSRFConfig(
             secret=settings.session_secret.hex(), cookie_name="csrftoken",
             header_name="x-csrftoken", cookie_secure=settings.secure_cookies,

@@ -10,6 +10,7 @@ from app.db.connection import Database
 from app.db.schema import apply_schema
 from app.db.templates import sync_catalogue
 from app.events.broker import Broker
+from app.events.feed import FeedFollower
 from app.events.notifier import Notifier
 from app.jobs.driver import Driver
 from app.jobs.service import JobService
@@ -49,6 +50,7 @@ class Services:
     driver: Driver | None = None
     notifier: Notifier | None = None
     webhooks: Any = None
+    feed: FeedFollower | None = None  # against a server: other processes' changes
     metrics: Metrics = field(default_factory=Metrics)  # this app's own registry
 
     @property
@@ -72,6 +74,9 @@ async def open_services(
         services.jobs = JobService(db, settings, publish=services.notifier.publish)
         services.jobs.observe = services.metrics.observe_transition
         services.metrics.attach(services.broker)
+        if with_driver and not db.embedded:
+            services.feed = FeedFollower(db, services.notifier, services.broker)
+            await services.feed.start()
         if with_driver:
             services.provider = make_provider(settings)
             services.driver = Driver(
@@ -80,6 +85,7 @@ async def open_services(
                 concurrency=settings.driver_concurrency,
                 max_result_bytes=settings.max_result_bytes,
                 status_interval=settings.status_interval, metrics=services.metrics,
+                lease_seconds=settings.lease_seconds,
             )
             services.jobs.wake_driver = services.driver.wake
             services.jobs.cancel_at_provider = services.driver.cancel_later
@@ -96,6 +102,8 @@ async def open_services(
 
 async def close_services(services: Services) -> None:
     services.broker.close_all()
+    if services.feed:
+        await services.feed.stop()
     if services.driver:
         await services.driver.stop()
     if services.provider:

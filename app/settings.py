@@ -47,11 +47,13 @@ class Settings(BaseSettings):
     driver_concurrency: int = 64
     status_interval: float | None = None  # seconds between status checks; default: provider's
     local_provider_concurrency: int = 2
+    lease_seconds: float = Field(default=30.0, ge=1)  # a dead driver's jobs wait this long
     allowed_result_hosts: str | None = None
     fal_timeout: float = Field(default=30.0, gt=0)  # seconds one request to fal may take
     log_format: str = "console"
     allowed_hosts: str | None = None  # comma-separated; default: this host and localhost
     metrics_token: str | None = None
+    metrics_port: int | None = None  # /metrics on 127.0.0.1:METRICS_PORT (0: any free port)
     # Addresses (or networks, CIDR) of the reverse proxies in front of the app: only a
     # connection from one of them has its X-Forwarded-For / Forwarded header believed.
     trusted_proxies: str | None = None

@@ -40,7 +40,14 @@
   var INSERTS = { jobs: "afterbegin", toasts: "beforeend", library: "afterbegin" };
   document.addEventListener("htmx:sseBeforeMessage", function (e) {
     var position = INSERTS[e.detail.type];
-    if (!position) return;  // in-place events swap their own element (outerHTML)
+    if (!position) {
+      // In-place events swap their own element (outerHTML), but never over a newer state:
+      // another process's change can arrive after this one's newer one.
+      var m = /data-updated="(\d+)"/.exec(e.detail.data || "");
+      var shown = e.target && e.target.dataset && e.target.dataset.updated;
+      if (m && shown && Number(shown) > Number(m[1])) e.preventDefault();
+      return;
+    }
     e.preventDefault();
     upsert(e.detail.data, e.target, position);
   });
@@ -262,12 +269,42 @@
     close.className = "toast-close";
     close.type = "button";
     close.setAttribute("aria-label", "Dismiss");
-    close.textContent = "×";
-    close.onclick = function () { t.remove(); };
+    close.textContent = "×";  // dismissed by the delegated click handler below
     t.appendChild(body);
     t.appendChild(close);
     box.appendChild(t);
   }
+
+  // The CSP (app/web/security_headers.py) runs no inline handlers and applies no style="…"
+  // attributes, so what the templates would have done inline is done here: Dismiss buttons,
+  // confirmations of plain forms (data-confirm), progress widths (aria-valuenow) and the
+  // delay before a toast says a job is slow (data-slow-in, seconds). Styles set through
+  // the CSSOM are allowed.
+  document.addEventListener("click", function (e) {
+    var close = e.target.closest && e.target.closest(".toast-close");
+    if (close && close.parentElement) close.parentElement.remove();
+  });
+  document.addEventListener("submit", function (e) {
+    var message = e.target.dataset && e.target.dataset.confirm;
+    if (message && !window.confirm(message)) e.preventDefault();
+  });
+  function applyStyles(root) {
+    if (!root.querySelectorAll) return;
+    var bars = [].slice.call(root.querySelectorAll(".progress[aria-valuenow] > .bar"));
+    if (root.matches && root.matches(".progress[aria-valuenow] > .bar")) bars.push(root);
+    bars.forEach(function (bar) {
+      bar.style.width = Number(bar.parentElement.getAttribute("aria-valuenow")) + "%";
+    });
+    var slow = [].slice.call(root.querySelectorAll(".toast-slow[data-slow-in]"));
+    if (root.matches && root.matches(".toast-slow[data-slow-in]")) slow.push(root);
+    slow.forEach(function (el) { el.style.animationDelay = Number(el.dataset.slowIn) + "s"; });
+  }
+  applyStyles(document);
+  // Every way a fragment arrives (htmx swaps, the stream, upsert()) adds nodes; the
+  // observer runs before the next paint, so nothing shows unstyled.
+  new MutationObserver(function (records) {
+    records.forEach(function (r) { r.addedNodes.forEach(applyStyles); });
+  }).observe(document.documentElement, { childList: true, subtree: true });
 
   // Faded toasts leave the DOM once their animation ends.
   document.addEventListener("animationend", function (e) {

@@ -28,7 +28,7 @@ from tests.helpers import Account  # noqa: E402
 
 pytest_plugins = [
     "tests.fakes.s3_server", "tests.fakes.s3_faults", "tests.fakes.fal_server",
-    "tests.fakes.live_server",
+    "tests.fakes.live_server", "tests.fakes.surreal_fixture",
 ]
 
 

@@ -12,6 +12,7 @@ Two facts shape this module (both measured on the embedded engine, SDK 2.0):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,13 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+from websockets.exceptions import WebSocketException
 
 from app.settings import Settings
 
 _THROWN = re.compile(r"An error occurred: (.*)$", re.S)
 _CONFLICT = "can be retried"
+QUERY_TIMEOUT = 60.0  # seconds: a hung server must not hang a request or the driver forever
 
 
 class DatabaseError(Exception):
@@ -37,6 +40,10 @@ class DatabaseError(Exception):
 
 class Conflict(DatabaseError):
     """A transaction conflict; retrying the whole transaction may succeed."""
+
+
+class ConnectionLost(DatabaseError):
+    """The server connection dropped mid-query; the next query reconnects."""
 
 
 class Thrown(Exception):
@@ -59,8 +66,11 @@ class Database:
         self._conn: Any = None
         self._file_lock: FileLock | None = None
         self._write_lock = asyncio.Lock()
+        self._wanted = False  # connect() was called and close() was not
+        self._reconnecting = asyncio.Lock()
 
     async def connect(self) -> None:
+        self._wanted = True
         if self.url.startswith("surrealkv://"):
             self._lock_data_dir(Path(self.url.removeprefix("surrealkv://")))
         try:
@@ -95,6 +105,7 @@ class Database:
             self._file_lock = None
 
     async def close(self) -> None:
+        self._wanted = False
         if self._conn is not None:
             try:
                 await self._conn.close()
@@ -131,15 +142,41 @@ class Database:
                 return await self._run(sql, vars)
         raise AssertionError("unreachable")
 
+    async def _reconnect(self) -> None:
+        """A server connection that dropped is opened again for the next query (the SDK's
+        ws:// client does not reconnect by itself)."""
+        async with self._reconnecting:
+            if self._conn is None and self._wanted and not self.embedded:
+                await self.connect()
+
     async def _run(self, sql: str, vars: dict | None) -> list[Any]:
         if self._conn is None:
+            await self._reconnect()
+        if self._conn is None:
             raise DatabaseError("database is not connected")
+        conn = self._conn
         try:
-            response = await self._conn.query_raw(sql, vars or {})
+            async with asyncio.timeout(QUERY_TIMEOUT):
+                response = await conn.query_raw(sql, vars or {})
         except RuntimeError as exc:  # the embedded engine raises parse errors this way
             raise DatabaseError(str(exc)) from exc
+        except (OSError, KeyError, TimeoutError, WebSocketException) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # The SDK turns a cancelled request into a KeyError from its clean-up: keep
+                # it a cancellation, or a task being stopped would carry on.
+                raise asyncio.CancelledError from exc
+            # The connection dropped (the SDK reports a request cut off as a KeyError): the
+            # query's outcome is unknown, so it is not repeated here; the next one reconnects.
+            if not self.embedded and self._conn is conn:
+                self._conn = None
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            raise ConnectionLost(f"lost the connection to the database: {exc!r}") from exc
         if "error" in response:
-            raise DatabaseError(str(response["error"]))
+            error = response["error"]
+            raise DatabaseError(str(error.get("message", error) if isinstance(error, dict)
+                                    else error))
         statements = response.get("result") or []
         errors = [s["result"] for s in statements if s.get("status") == "ERR"]
         for message in errors:

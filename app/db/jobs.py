@@ -147,16 +147,16 @@ async def list_for(
 
 _DUE_ONE_STATUS = """
     SELECT id, due_at FROM (
-        SELECT id, due_at, lease_until FROM video_job
+        SELECT id, due_at, lease_until, lease_owner FROM video_job
         WHERE status = $status_{i} AND due_at <= time::now()
-    ) WHERE lease_until = NONE OR lease_until < time::now()
+    ) WHERE lease_until = NONE OR lease_until < time::now() OR lease_owner = $me
     ORDER BY due_at LIMIT $limit;
 """
 
 
-async def due(db: Database, active: list[str], limit: int) -> list[str]:
-    """Ids of active jobs whose next step is due and whose lease is free or expired, the
-    longest due first.
+async def due(db: Database, active: list[str], limit: int, me: str = "") -> list[str]:
+    """Ids of active jobs whose next step is due and whose lease is free, expired or held
+    by driver `me` (a render running in its process), the longest due first.
 
     One range scan of the job_status index (status, due_at) per status: SurrealDB plans
     `status IN [...]`, or an OR beside it in the same WHERE, as a scan of the whole table,
@@ -167,7 +167,8 @@ async def due(db: Database, active: list[str], limit: int) -> list[str]:
         row
         for result in await db.read(
             "".join(_DUE_ONE_STATUS.format(i=i) for i in range(len(statuses))),
-            {"limit": limit, **{f"status_{i}": s for i, s in enumerate(statuses)}},
+            {"limit": limit, "me": me,
+             **{f"status_{i}": s for i, s in enumerate(statuses)}},
         )
         for row in result or []
     ]
@@ -187,7 +188,8 @@ async def claim_many(
         """
         UPDATE $jids SET lease_owner = $owner,
             lease_until = time::now() + type::duration($ttl)
-        WHERE status IN $active AND (lease_until = NONE OR lease_until < time::now())
+        WHERE status IN $active
+            AND (lease_until = NONE OR lease_until < time::now() OR lease_owner = $owner)
         RETURN AFTER
         """,
         {"jids": [rid("video_job", j) for j in job_ids], "owner": owner,
@@ -197,17 +199,38 @@ async def claim_many(
     return sorted(rows or [], key=lambda r: order.get(str(r["id"].id), len(order)))
 
 
-async def release(db: Database, job_id: str, owner: str, due_in_s: float | None) -> None:
-    """Give the lease back and say when the job is next due."""
+async def release(db: Database, job_id: str, owner: str, due_in_s: float | None,
+                  keep_for_s: float | None = None) -> None:
+    """Give the lease back and say when the job is next due. With `keep_for_s`, keep it
+    instead (for that long, renewed while held): the job's render runs in this process."""
     await db.write(
         """
-        UPDATE $jid SET lease_owner = NONE, lease_until = NONE,
+        UPDATE $jid SET
+            lease_owner = IF $keep = NONE THEN NONE ELSE lease_owner END,
+            lease_until = IF $keep = NONE THEN NONE
+                          ELSE time::now() + type::duration($keep) END,
             due_at = IF $due = NONE THEN due_at ELSE time::now() + type::duration($due) END
         WHERE lease_owner = $owner RETURN NONE
         """,  # RETURN NONE: nobody reads the record back (decoding it is most of the cost)
-        {"jid": rid("video_job", job_id), "owner": owner,
-         "due": None if due_in_s is None else f"{max(0, int(due_in_s * 1000))}ms"},
+        {"jid": rid("video_job", job_id), "owner": owner, "keep": _ms(keep_for_s),
+         "due": _ms(due_in_s)},
     )
+
+
+async def renew(db: Database, job_ids: list[str], owner: str, ttl_s: float) -> list[str]:
+    """Extend this driver's leases on `job_ids`; returns the ids it still holds."""
+    if not job_ids:
+        return []
+    rows = await db.write_one(
+        "UPDATE $jids SET lease_until = time::now() + type::duration($ttl) "
+        "WHERE lease_owner = $owner RETURN VALUE meta::id(id)",
+        {"jids": [rid("video_job", j) for j in job_ids], "owner": owner, "ttl": _ms(ttl_s)},
+    )
+    return [str(r) for r in rows or []]
+
+
+def _ms(seconds: float | None) -> str | None:
+    return None if seconds is None else f"{max(0, int(seconds * 1000))}ms"
 
 
 async def release_all(db: Database, owner: str) -> None:

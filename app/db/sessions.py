@@ -61,20 +61,20 @@ async def list_for(db: Database, user_id: str) -> list[dict[str, Any]]:
     return rows or []
 
 
-async def end_others(db: Database, user_id: str, keep_session_id: str | None) -> int:
-    """End every session of the person but `keep_session_id`; returns how many ended."""
+async def end_others(db: Database, user_id: str, keep_session_id: str | None) -> list[str]:
+    """End every session of the person but `keep_session_id`; returns the ended keys."""
     rows = await db.write_one(
         "DELETE session WHERE user = $user AND id != $keep RETURN BEFORE",
         {"user": rid("user", user_id),
          "keep": _sid(keep_session_id) if keep_session_id else None},
     )
-    return len(rows or [])
+    return [str(row["id"].id) for row in rows or []]
 
 
-async def end_one(db: Database, user_id: str, key: str) -> bool:
+async def end_one(db: Database, user_id: str, key: str) -> list[str]:
     rows = await db.write_one("DELETE $sid WHERE user = $user RETURN BEFORE",
                               {"sid": rid("session", key), "user": rid("user", user_id)})
-    return bool(rows)
+    return [str(row["id"].id) for row in rows or []]
 
 
 async def purge_expired(db: Database) -> None:

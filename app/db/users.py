@@ -11,6 +11,8 @@ async def create(
     db: Database, email: str, password_hash: str, credits: int, admin: bool = False
 ) -> dict[str, Any]:
     """Create a person and their opening ledger entry; Thrown("email_taken") if taken."""
+    if not _indexable(email):
+        raise ValueError("An email address cannot contain a NUL character")
     result = await db.write(
         """
         BEGIN;
@@ -32,8 +34,16 @@ async def create(
 
 
 async def by_email(db: Database, email: str) -> dict[str, Any] | None:
+    if not _indexable(email):
+        return None  # no account can have it (and asking would be a DatabaseError: a 500)
     rows = await db.read_one("SELECT * FROM user WHERE email = $email LIMIT 1", {"email": email})
     return rows[0] if rows else None
+
+
+def _indexable(email: str) -> bool:
+    """The engine refuses a NUL byte in a value of an indexed field ("to be serialized
+    string contained a null byte"), and `email` has a unique index."""
+    return "\0" not in email
 
 
 async def by_id(db: Database, user_id: str) -> dict[str, Any] | None:

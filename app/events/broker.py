@@ -45,11 +45,12 @@ class Subscription:
     is over (client gone, too slow, or the server is shutting down). `on_cut`, when set,
     is called if the broker cuts the stream off, so the stream can abort a stuck write."""
 
-    __slots__ = ("user_id", "slot", "_items", "_waiter", "ended", "overflowed", "took",
-                 "on_cut")
+    __slots__ = ("user_id", "session", "slot", "_items", "_waiter", "ended", "overflowed",
+                 "took", "on_cut")
 
-    def __init__(self, user_id: str, slot: int = 0):
+    def __init__(self, user_id: str, slot: int = 0, session: str | None = None):
         self.user_id = user_id
+        self.session = session  # the sign-in session's key: signing out ends the stream
         self.slot = slot
         self._items: list[ServerEvent] = []
         self._waiter: asyncio.Future | None = None
@@ -125,8 +126,8 @@ class Broker:
         self.pings = 0
 
     # -- subscribers ---------------------------------------------------------------------
-    def subscribe(self, user_id: str) -> Subscription:
-        sub = Subscription(user_id, self._next_slot)
+    def subscribe(self, user_id: str, session: str | None = None) -> Subscription:
+        sub = Subscription(user_id, self._next_slot, session)
         if self.closed:
             sub.end()
             return sub
@@ -147,6 +148,20 @@ class Broker:
 
     def has_subscribers(self, user_id: str) -> bool:
         return bool(self._subs.get(user_id))
+
+    def user_ids(self) -> list[str]:
+        return list(self._subs)
+
+    def end_session(self, session: str) -> int:
+        """End the streams opened under a sign-in session that has just ended."""
+        ended = 0
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                if sub.session == session:
+                    self.unsubscribe(sub)
+                    sub.end()
+                    ended += 1
+        return ended
 
     @property
     def subscriber_count(self) -> int:

@@ -1,8 +1,15 @@
 """Turns job, credit and library changes into rendered events for the broker. Rendering
-happens once per change, and only when the person has a stream open."""
+happens once per change, and only when the person has a stream open.
+
+A change can arrive twice: from this process's own write, and again from the change feed
+(app/events/feed.py), and a change made by another process can arrive after a newer one
+made here. Each job and user record carries `rev`, bumped by the database on every write;
+a state is sent only when its rev is newer than the last one sent for that record and
+something a person sees has changed (lease and bookkeeping writes change nothing visible)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from app.db import jobs as jobs_db
@@ -18,6 +25,18 @@ from app.web.render import Fragments
 
 log = get_logger("reelforge.events")
 
+REMEMBERED = 20_000  # records whose last sent state is kept (least recently sent dropped)
+
+
+def job_look(job: dict[str, Any]) -> tuple:
+    """What a person (or an admin) can see of a job: a change here is worth an event."""
+    return (job.get("status"), job.get("queue_position"), job.get("last_log"),
+            job.get("error"), job.get("result_key"), job.get("attempts"))
+
+
+def credits_look(user: dict[str, Any]) -> tuple:
+    return (user.get("balance"), user.get("reserved"))
+
 
 class Notifier:
     def __init__(self, db: Database, broker: Broker, fragments: Fragments, storage: Storage):
@@ -29,28 +48,66 @@ class Notifier:
         # change also goes to their streams (the admin pages' rows and timelines), through
         # their own channels: no extra subscription per stream.
         self.admins: set[str] = set()
+        self._sent: OrderedDict[str, tuple[int, tuple]] = OrderedDict()
+
+    def _newer(self, key: str, record: dict[str, Any], look: tuple) -> bool:
+        """Whether this state of a record is worth sending (and if so, remember it)."""
+        rev = int(record.get("rev") or 0)
+        last = self._sent.get(key)
+        if last is not None and (rev <= last[0] or look == last[1]):
+            if rev > last[0]:
+                self._sent[key] = (rev, look)
+            return False
+        self._sent[key] = (rev, look)
+        self._sent.move_to_end(key)
+        while len(self._sent) > REMEMBERED:
+            self._sent.popitem(last=False)
+        return True
+
+    def _watched(self, user_id: str) -> bool:
+        return self.broker.has_subscribers(user_id) or bool(self.admins)
 
     async def publish(self, kind: str, job: dict[str, Any]) -> None:
-        if kind == "job" and self.admins:
-            await self.publish_admin(job)
         user_id = str(job["owner"].id)
-        if not self.broker.has_subscribers(user_id):
-            return
         if kind == "job":
-            events = await self.job_events(job, new=job["status"] == Status.PENDING)
-            if self.broker.publish(user_id, events) and job["status"] in FINAL:
-                await jobs_db.mark_announced(self.db, [str(job["id"].id)])
+            if self._watched(user_id) and self._newer(f"job:{job['id'].id}", job, job_look(job)):
+                await self.publish_job(user_id, job)
         elif kind == "credits":
-            user = await users_db.by_id(self.db, user_id)
-            if user:
-                self.broker.publish(user_id, [ServerEvent("credits", self.fragments.credits(user))])
-        elif kind == "library" and job.get("result_key"):
+            if self.broker.has_subscribers(user_id):
+                user = await users_db.by_id(self.db, user_id)
+                if user:
+                    await self.publish_credits(user)
+        elif (kind == "library" and job.get("result_key")
+              and self.broker.has_subscribers(user_id)):
             item = await library_db.get_owned(self.db, user_id, job["result_key"])
             if item:
-                url = await self.storage.url(item["key"])
-                self.broker.publish(
-                    user_id, [ServerEvent("library", self.fragments.library_tile(item, url))]
-                )
+                await self.publish_library(item)
+
+    async def publish_job(self, user_id: str, job: dict[str, Any]) -> None:
+        if self.admins:
+            await self.publish_admin(job)
+        if not self.broker.has_subscribers(user_id):
+            return
+        events = await self.job_events(job, new=job["status"] == Status.PENDING)
+        if self.broker.publish(user_id, events) and job["status"] in FINAL:
+            await jobs_db.mark_announced(self.db, [str(job["id"].id)])
+
+    async def publish_credits(self, user: dict[str, Any]) -> None:
+        user_id = str(user["id"].id)
+        if self.broker.has_subscribers(user_id) and self._newer(
+                f"user:{user_id}", user, credits_look(user)):
+            self.broker.publish(user_id, [ServerEvent("credits", self.fragments.credits(user))])
+
+    async def publish_library(self, item: dict[str, Any]) -> None:
+        """A finished video's tile (uploads are shown by the page that made them)."""
+        user_id = str(item["owner"].id)
+        if item.get("kind") != "video" or not self.broker.has_subscribers(user_id):
+            return
+        if not self._newer(f"library:{item['key']}", {"rev": 1}, ("filed",)):
+            return
+        url = await self.storage.url(item["key"])
+        self.broker.publish(user_id,
+                            [ServerEvent("library", self.fragments.library_tile(item, url))])
 
     async def publish_admin(self, job: dict[str, Any]) -> None:
         watching = [a for a in list(self.admins) if self.broker.has_subscribers(a)]

@@ -32,12 +32,14 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import asgi
+from litestar import Request, asgi
 from litestar.types import Receive, Scope, Send
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import JSONResponse
 
+from app.db import sessions as sessions_db
 from app.events.broker import PING, Broker, ServerEvent, Subscription
+from app.web.sessions import COOKIE as SESSION_COOKIE
 
 log = logging.getLogger("reelforge.events")
 SEP = "\r\n"
@@ -170,7 +172,8 @@ async def events(scope: Scope, receive: Receive, send: Send) -> None:
         await EventStream(Subscription(user_id), None, broker)(scope, receive, send)
         return
     # Subscribe before taking the snapshot, so nothing that happens in between is missed.
-    sub = broker.subscribe(user_id)
+    cookie = Request(scope).cookies.get(SESSION_COOKIE)
+    sub = broker.subscribe(user_id, sessions_db.key_of(cookie) if cookie else None)
     broker.run_beside("sse-shutdown", lambda: _close_on_server_exit(broker))
     try:
         await EventStream(sub, services.notifier, broker)(scope, receive, send)

@@ -2,7 +2,14 @@
 
 Each step is short and ends by handing the lease back with the time the job is next due,
 so the database, not this process, holds everything needed to go on: a driver that dies
-leaves jobs that another (or the restarted) driver picks up once the lease expires."""
+leaves jobs that another (or the restarted) driver picks up once the lease expires. While a
+step runs, its lease is renewed every third of its length, so a long step (a finalize) is
+never taken over while alive, and a dead driver's jobs wait one short lease, not a long one.
+
+A render that runs in this process (the local renderer, `provider.runs_here`) is the one
+exception: between its checks the driver keeps the job's lease (renewed the same way), so no
+other process asks about a render it cannot see. If this process dies or stops, the next
+driver to take the job finds the render unknown (`RenderLost`) and renders it again."""
 
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ from tenacity import (
 )
 
 from app.db import jobs as jobs_db
-from app.db.connection import Conflict, Database
+from app.db.connection import Conflict, ConnectionLost, Database, rid
 from app.jobs import schedule
 from app.jobs.crashpoints import crashpoint
 from app.jobs.prompts import caption
@@ -37,6 +44,7 @@ from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
 from app.providers.base import (
     ProviderError,
+    RenderLost,
     SubmitRequest,
     TransientProviderError,
     VideoProvider,
@@ -48,7 +56,8 @@ log = get_logger("reelforge.driver")
 FINALIZE_DOWNLOADS = 24  # results downloaded at once (each then uploads on its own)
 WAKE_GAP = 0.02  # seconds: the shortest time between two claim rounds
 
-TRANSIENT = (TransientProviderError, TransientStorageError, Conflict, TimeoutError, OSError)
+TRANSIENT = (TransientProviderError, TransientStorageError, Conflict, ConnectionLost,
+             TimeoutError, OSError)
 
 
 def video_key(owner_id: str, job_id: str) -> str:
@@ -61,6 +70,7 @@ class Driver:
         *, work_dir: Path, webhook_url: str | None = None, concurrency: int = 64,
         tick: float = 1.0, max_result_bytes: int = 500 * 1024 * 1024,
         status_interval: float | None = None, metrics: Metrics | None = None,
+        lease_seconds: float = schedule.LEASE_SECONDS,
     ):
         self.db = db
         self.service = service
@@ -72,6 +82,12 @@ class Driver:
         self.tick = tick
         self.max_result_bytes = max_result_bytes
         self.metrics = metrics or Metrics()
+        self.lease_seconds = lease_seconds
+        self.runs_here = bool(getattr(provider, "runs_here", False))
+        # Jobs whose render runs in this process, with their (endpoint, request id): their
+        # leases stay with this driver between checks.
+        self._rendering: dict[str, tuple[str, str]] = {}
+        self._heartbeat_task: asyncio.Task | None = None
         self.provider_name = str(getattr(provider, "name", "unknown"))
         self._interval = status_interval or getattr(
             provider, "status_interval", schedule.STATUS_INTERVAL
@@ -101,16 +117,18 @@ class Driver:
                 "WHERE lease_owner != NONE"
             )
         self._loop_task = asyncio.create_task(self._run(), name="job-driver")
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="job-leases")
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming, let running steps finish for `grace` seconds, then cancel the rest
         and hand their leases back so the next start resumes them at once."""
         self._stopping = True
         self._wake.set()
-        if self._loop_task:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        for loop_task in (self._loop_task, self._heartbeat_task):
+            if loop_task:
+                loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
         pending = list(self._inflight.values()) + list(self._background)
         if pending:
             _done, still = await asyncio.wait(pending, timeout=grace)
@@ -122,6 +140,25 @@ class Driver:
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of running steps and of renders running here. A render whose
+        lease this driver lost (its job was canceled, or taken over) is stopped."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            held = set(self._inflight) | set(self._rendering)
+            try:
+                kept = set(await jobs_db.renew(self.db, sorted(held), self.id,
+                                               self.lease_seconds))
+            except Exception:
+                log.warning("driver.renew_failed", jobs=len(held))
+                continue
+            for job_id in held - kept:
+                if job_id in self._rendering and job_id not in self._inflight:
+                    endpoint, request_id = self._rendering.pop(job_id)
+                    self._spawn(self._cancel_at_provider(
+                        {"id": rid("video_job", job_id), "endpoint": endpoint,
+                         "provider_request_id": request_id}))
 
     @property
     def inflight(self) -> int:
@@ -165,7 +202,7 @@ class Driver:
         if free <= 0:
             return
         limit = free + len(self._inflight)
-        due = await jobs_db.due(self.db, ACTIVE_VALUES, limit)
+        due = await jobs_db.due(self.db, ACTIVE_VALUES, limit, self.id)
         self._backlog = len(due) >= limit
         candidates = [job_id for job_id in due if job_id not in self._inflight]
         while candidates and len(self._inflight) < self.concurrency:
@@ -174,7 +211,7 @@ class Driver:
             batch = candidates[: self.concurrency - len(self._inflight)]
             del candidates[: len(batch)]
             for job in await jobs_db.claim_many(
-                self.db, batch, self.id, schedule.LEASE_SECONDS, ACTIVE_VALUES
+                self.db, batch, self.id, self.lease_seconds, ACTIVE_VALUES
             ):
                 job_id = _id(job)
                 task = asyncio.create_task(self._step(job), name=f"job-{job_id}")
@@ -208,9 +245,11 @@ class Driver:
                           **error_fields(exc))
             await self._fail(job, f"Internal error: {type(exc).__name__}")
         finally:
+            keep = self.lease_seconds if job_id in self._rendering else None
             if not self._stopping or next_in is not None:
                 with contextlib.suppress(Exception):
-                    await jobs_db.release(self.db, job_id, self.id, next_in)
+                    await jobs_db.release(self.db, job_id, self.id, next_in,
+                                          None if self._stopping else keep)
                     if next_in is not None:
                         heapq.heappush(self._due_soon, time.monotonic() + next_in)
 
@@ -227,20 +266,24 @@ class Driver:
         if status in (Status.QUEUED, Status.PROCESSING):
             return await self._check(job)
         if status == Status.FINALIZING:
-            await jobs_db.update(self.db, _id(job), {
-                "lease_until": _in(schedule.FINALIZE_LEASE_SECONDS)}, self.id)
             await self._finalize(job)
         return None
 
-    async def _submit(self, job: dict[str, Any]) -> float | None:
-        crashpoint("before_submit")
-        request = SubmitRequest(
+    async def _request(self, job: dict[str, Any]) -> SubmitRequest:
+        """What the provider is asked to render: always the same for the same job."""
+        return SubmitRequest(
             endpoint=job["endpoint"], prompt=job["prompt"],
             image_url=await self._image_url(job), parameters=dict(job["parameters"]),
             caption=caption(job["variables"]),
             webhook_url=self.webhook_url,
         )
+
+    async def _submit(self, job: dict[str, Any]) -> float | None:
+        crashpoint("before_submit")
+        request = await self._request(job)
         request_id = await _retry(self._provider_call("submit", self.provider.submit), request)
+        if self.runs_here:
+            self._rendering[_id(job)] = (job["endpoint"], request_id)
         crashpoint("after_submit")
         moved = await self.service.move(
             _id(job), Status.QUEUED, lease=self.id, reason="submitted to provider",
@@ -252,12 +295,28 @@ class Driver:
             return None
         return schedule.next_check(0, bool(self.webhook_url), self._interval)
 
+    async def _render_again(self, job: dict[str, Any]) -> None:
+        """The render ran in a process that stopped or died: render it here, under the same
+        request id (a render is deterministic, so the video is the same)."""
+        request_id = job["provider_request_id"]
+        await self.provider.submit(await self._request(job), request_id)
+        self._rendering[_id(job)] = (job["endpoint"], request_id)
+        log.info("job.render_again", job_status=job["status"])
+
     async def _check(self, job: dict[str, Any]) -> float | None:
         job_id = _id(job)
         if not job.get("provider_done"):
             asked = time.monotonic()
-            st = await _retry(self._provider_call("status", self.provider.status),
-                              job["endpoint"], job["provider_request_id"])
+            try:
+                st = await _retry(self._provider_call("status", self.provider.status),
+                                  job["endpoint"], job["provider_request_id"])
+            except RenderLost:
+                await self._render_again(job)
+                await self.service.move(
+                    job_id, Status(job["status"]), lease=self.id,
+                    reason="rendering again: the server rendering it stopped",
+                    fields={"last_log": "Rendering again (the server rendering it stopped)"})
+                return self._interval
             checks = int(job.get("checks", 0)) + 1
             if st.state != "completed":
                 crashpoint("while_processing")
@@ -279,8 +338,7 @@ class Driver:
                         - (time.monotonic() - asked))
         job = await self.service.move(
             job_id, Status.FINALIZING, lease=self.id, reason="provider finished",
-            fields={"queue_position": None, "attempts": 0,
-                    "lease_until": _in(schedule.FINALIZE_LEASE_SECONDS)},
+            fields={"queue_position": None, "attempts": 0},
         )
         if job is not None:
             await self._finalize(job)
@@ -295,6 +353,9 @@ class Driver:
         started = time.monotonic()
         size = await self.storage.size(key)
         downloaded = size is None
+        if size is None and self.runs_here:
+            await self._rendered_here(job)
+        self._rendering.pop(job_id, None)
         if size is None:
             self.work_dir.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(dir=self.work_dir, suffix=".mp4")
@@ -335,9 +396,23 @@ class Driver:
             if current and current["status"] == Status.CANCELED:
                 await self.storage.delete(key)  # canceled at the last moment: nothing kept
 
+    async def _rendered_here(self, job: dict[str, Any]) -> None:
+        """Before fetching a local render's result: if the render is unknown here (its
+        process stopped after it finished, on another machine), render it again and wait;
+        the step's lease is renewed meanwhile."""
+        try:
+            await self.provider.status(job["endpoint"], job["provider_request_id"])
+            return
+        except RenderLost:
+            await self._render_again(job)
+        while (await self.provider.status(  # noqa: ASYNC110 - the state is the provider's
+                job["endpoint"], job["provider_request_id"])).state != "completed":
+            await asyncio.sleep(0.25)
+
     # -- helpers ---------------------------------------------------------------------
 
     async def _fail(self, job: dict[str, Any], message: str) -> None:
+        self._rendering.pop(_id(job), None)
         await self.service.move(_id(job), Status.FAILED, reason=message,
                                 fields={"error": message[:500]})
 
@@ -420,12 +495,6 @@ async def _retry(fn, *args):
 
 def _id(job: dict[str, Any]) -> str:
     return str(job["id"].id)
-
-
-def _in(seconds: float) -> datetime:
-    from datetime import timedelta
-
-    return datetime.now(UTC) + timedelta(seconds=seconds)
 
 
 def _describe(exc: BaseException) -> str:

@@ -7,8 +7,9 @@ import random
 STATUS_INTERVAL = 10.0  # longest gap between status checks without a webhook
 WEBHOOK_SAFETY_FIRST = 30.0  # with a webhook: one early look (queue position) …
 WEBHOOK_SAFETY_INTERVAL = 120.0  # … then only a slow safety check
-LEASE_SECONDS = 60.0  # how long a step may hold a job before another driver may take it
-FINALIZE_LEASE_SECONDS = 600.0
+# How long a driver's claim on a job lasts unless renewed (every third of it, while the
+# step runs or a render runs in its process): a dead driver's jobs wait this long.
+LEASE_SECONDS = 30.0
 
 
 def next_check(checks: int, webhook: bool, interval: float = STATUS_INTERVAL) -> float:

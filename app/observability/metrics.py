@@ -1,27 +1,50 @@
 """Prometheus metrics: one registry per app instance (tests build many apps in one process,
-and a process-wide default registry would mix them), served at `GET /metrics`.
+and a process-wide default registry would mix them).
+
+Where they are served: `GET /metrics` on the app only when METRICS_TOKEN is set (and then
+only to `Authorization: Bearer <token>`); with METRICS_PORT, also on 127.0.0.1:METRICS_PORT
+by a small server of their own (`serve_metrics_port`, in the app's lifespan). Otherwise
+`/metrics` is the same 404 as an unknown route.
 
 What is counted where:
 - job transitions, job duration, queue wait, credit captures and releases: JobService.move
   calls `observe_transition` after every successful move;
 - provider requests and errors, storage errors, finalize bytes and duration: the driver;
-- jobs by state: read from the database on each scrape (so it is right across processes);
+- jobs by state: the `job_count` counters, which a database event keeps in the same
+  transaction as every change of a job's status (scripts/schema.surql), read on each
+  scrape: right across processes, and a scrape reads a few dozen records, not every job;
 - open event streams and events published: read from the broker on each scrape.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from litestar import Request, Response, get
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from litestar import Litestar, Request, Response, get
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    make_wsgi_app,
+)
 from prometheus_client import generate_latest as _generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 
-from app.db import jobs as jobs_db
 from app.jobs.states import FINAL, Status
+from app.observability.logging import get_logger
+from app.settings import Settings
+
+log = get_logger("reelforge.metrics")
 
 DURATION_BUCKETS = (5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 600, 900, 1200, 1800, 3600)
 WAIT_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800)
@@ -125,13 +148,34 @@ class Metrics:
             self.credits_released.inc(amount)
 
     async def refresh(self, db: Any) -> None:
-        """Jobs by state, straight from the database."""
-        counts = await jobs_db.count_by_status(db)
+        """Jobs by state, from the database's counters."""
+        counts = await job_counts(db)
         for status in Status:
             self.jobs.labels(status.value).set(counts.get(status.value, 0))
 
     def render(self) -> bytes:
         return _generate_latest(self.registry)
+
+
+# The counters only (at most 8 shards per state), never the video_job table: no GROUP BY.
+JOB_COUNTS_QUERY = "SELECT status, n FROM job_count"
+
+
+async def job_counts(db: Any) -> dict[str, int]:
+    """Jobs by state from `job_count`, which the `job_count` event on video_job keeps
+    (scripts/schema.surql): several records per state (shards, so that concurrent writers
+    on a server rarely touch the same one), summed here."""
+    counts: dict[str, int] = {}
+    for row in await db.read_one(JOB_COUNTS_QUERY) or []:
+        counts[row["status"]] = counts.get(row["status"], 0) + int(row["n"])
+    return counts
+
+
+def metrics_routes(settings: Settings) -> list[Any]:
+    """`/metrics` on the app only with METRICS_TOKEN. Without it the route is not there at
+    all, so every method gets exactly the unknown route's 404 (a handler answering 404 would
+    differ: route middleware such as CSRF runs for it, and other methods would get 405)."""
+    return [metrics_endpoint] if settings.metrics_token else []
 
 
 def _token_ok(header: str, token: str) -> bool:
@@ -142,12 +186,82 @@ def _token_ok(header: str, token: str) -> bool:
 
 @get("/metrics", include_in_schema=False)
 async def metrics_endpoint(request: Request) -> Response:
-    """Prometheus text format; with METRICS_TOKEN set, only for `Authorization: Bearer …`."""
+    """Prometheus text format, only for `Authorization: Bearer <METRICS_TOKEN>`."""
     services = request.app.state.services
     token = services.settings.metrics_token
-    if token and not _token_ok(request.headers.get("authorization", ""), token):
+    if not token or not _token_ok(request.headers.get("authorization", ""), token):
         return Response("unauthorized\n", status_code=401, media_type="text/plain",
                         headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     await services.metrics.refresh(services.db)
     return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST,
                     headers={"Cache-Control": "no-store"})
+
+
+# -- METRICS_PORT: /metrics on 127.0.0.1 only ----------------------------------------------
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost")
+SCRAPE_TIMEOUT = 10.0
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+        """No access lines on stderr: scrapes are frequent and the app logs its own way."""
+
+
+def metrics_wsgi_app(metrics: Metrics, db: Any, loop: asyncio.AbstractEventLoop):
+    """`GET /metrics` from this app's registry; every other path is 404. The job counts are
+    read on the app's event loop (the database connection lives there), the page is
+    rendered in the server's thread."""
+    render = make_wsgi_app(metrics.registry)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        host = (environ.get("HTTP_HOST") or "127.0.0.1").rsplit(":", 1)[0]
+        if environ.get("PATH_INFO") != "/metrics" or host not in _LOCAL_HOSTS:
+            # A Host check too: a page a browser on this machine loads cannot read the
+            # metrics through a DNS name rebound to 127.0.0.1.
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+        try:
+            asyncio.run_coroutine_threadsafe(metrics.refresh(db), loop).result(SCRAPE_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - a failed scrape says so and logs why
+            log.warning("metrics.scrape_failed", error=str(exc) or type(exc).__name__)
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"metrics unavailable\n"]
+        return render(environ, start_response)
+
+    return app
+
+
+def start_metrics_server(metrics: Metrics, db: Any, port: int,
+                         loop: asyncio.AbstractEventLoop) -> ThreadingWSGIServer:
+    """Serve /metrics on 127.0.0.1:port (0 picks a free port) from a daemon thread."""
+    server = make_server("127.0.0.1", port, metrics_wsgi_app(metrics, db, loop),
+                         ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-port", daemon=True).start()
+    return server
+
+
+@asynccontextmanager
+async def serve_metrics_port(app: Litestar) -> AsyncIterator[None]:
+    """Lifespan part (after the one that opens the services): the METRICS_PORT server."""
+    services = app.state.services
+    port = services.settings.metrics_port
+    if port is None:
+        yield
+        return
+    try:
+        server = start_metrics_server(services.metrics, services.db, port,
+                                      asyncio.get_running_loop())
+    except OSError as exc:
+        # `serve --workers N`: the first worker to start holds the port, the others serve
+        # without it (their own counters are not exposed). A busy port must not stop the app.
+        log.warning("metrics.port_unavailable", port=port, error=str(exc))
+        yield
+        return
+    app.state.metrics_address = server.server_address
+    log.info("metrics.listening", address=f"http://127.0.0.1:{server.server_address[1]}/metrics")
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(server.shutdown)  # waits for serve_forever to return
+        server.server_close()

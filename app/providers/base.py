@@ -20,6 +20,12 @@ class TransientProviderError(ProviderError):
     """A failure worth retrying with backoff (connection, timeout, 5xx, 429)."""
 
 
+class RenderLost(ProviderError):
+    """A provider that renders in this process (`runs_here`) does not know the request: it
+    was made by another process, or before a restart. The driver submits it again under
+    the same id; only the render's own error fails a job."""
+
+
 @dataclass(frozen=True)
 class SubmitRequest:
     endpoint: str  # fal application id, e.g. "fal-ai/kling-video/v2.1/standard/image-to-video"
@@ -46,9 +52,13 @@ class FetchedResult:
 
 class VideoProvider(Protocol):
     name: str
+    # True when requests are rendered inside this process (the local renderer): the job's
+    # lease then stays with the driver that submitted it, for as long as it renders.
+    runs_here: bool
 
-    async def submit(self, request: SubmitRequest) -> str:
-        """Submit the request and return the provider's request id."""
+    async def submit(self, request: SubmitRequest, request_id: str | None = None) -> str:
+        """Submit the request and return the provider's request id. `request_id` is only
+        for providers that run here: render again under the id a job already has."""
 
     async def status(self, endpoint: str, request_id: str) -> ProviderStatus:
         """One status check. A request that completed with an error is reported here as

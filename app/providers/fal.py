@@ -32,6 +32,11 @@ from app.providers.base import (
 )
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost")
+# Where a result video may be fetched from when ALLOWED_RESULT_HOSTS is unset: fal's CDN,
+# whose files are served from fal.media and its subdomains (v3.fal.media, v3b.fal.media …;
+# the evidence is in docs/FAL.md, "Result hosts"). An entry covers the host and its
+# subdomains; "*.example.com" covers the subdomains only.
+FAL_MEDIA_HOSTS = ("fal.media",)
 _CHUNK = 256 * 1024
 
 
@@ -87,6 +92,14 @@ def _error(what: str, exc: Exception) -> ProviderError:
     return ProviderError(f"fal {what}: {exc!r}")
 
 
+def _host_matches(host: str, rule: str) -> bool:
+    """`rule` is a host name (it and its subdomains) or "*.name" (its subdomains only);
+    a match is on whole labels, so "evilfal.media" is not under "fal.media"."""
+    if rule.startswith("*."):
+        return host.endswith(rule[1:])
+    return host == rule or host.endswith("." + rule)
+
+
 @asynccontextmanager
 async def _calling(what: str, timeout: float) -> AsyncIterator[None]:
     """Bound a call to fal in time and translate whatever it raises."""
@@ -114,10 +127,13 @@ class FalProvider:
         fal_client.client.QUEUE_URL_FORMAT = _queue_url_from_env()
         self.timeout = timeout
         self.download_timeout = download_timeout
-        self._allowed_hosts = [h.lower().strip(".") for h in allowed_result_hosts or []]
+        self._allowed_hosts = [h.strip().lower().rstrip(".")
+                               for h in allowed_result_hosts or FAL_MEDIA_HOSTS if h.strip()]
         self._allow_insecure = allow_insecure_results
         self._fal = fal_client.AsyncClient(key=key, default_timeout=timeout)
         self._fal_http: httpx.AsyncClient | None = None  # fal_client's own, created lazily
+        # httpx runs request hooks before every request it sends, each redirect hop
+        # included: a redirect is followed only to a URL that passes the same check.
         self._http = httpx.AsyncClient(
             timeout=timeout,
             follow_redirects=True,
@@ -189,9 +205,7 @@ class FalProvider:
         secure = url.scheme == "https"
         if not (secure or (url.scheme == "http" and self._allow_insecure and host in _LOCAL_HOSTS)):
             raise ProviderError(f"refusing to download the video over {url.scheme}: {host}")
-        if self._allowed_hosts and not any(
-            host == h or host.endswith("." + h) for h in self._allowed_hosts
-        ):
+        if not any(_host_matches(host, rule) for rule in self._allowed_hosts):
             raise ProviderError(f"refusing to download the video from {host}")
 
     async def _download(self, url: str, dest: Path, max_bytes: int) -> FetchedResult:

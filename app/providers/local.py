@@ -12,8 +12,11 @@ Pillow (no font files or fontconfig needed), and has ffmpeg (the binary shipped 
 imageio-ffmpeg) apply a slow zoom and pan and encode H.264 / yuv420p with the index at the
 front of the file, which every browser plays.
 
-Renders live in this process's memory: after a restart their ids are unknown, and status
-and fetch_result say so with a ProviderError, so the job fails instead of hanging.
+A render in progress lives in this process (`runs_here`): the job driver keeps the job's
+lease while it renders, so no other process asks about it. When this process stops or dies,
+the next driver to take the job finds the id unknown (`RenderLost`) and submits the same
+request again under the same id; a render is deterministic, so the video is the same. A
+finished render is a file named after its id, so a restart on the same machine finds it.
 """
 
 from __future__ import annotations
@@ -39,17 +42,19 @@ import httpx
 import imageio_ffmpeg
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
+from app.jobs.crashpoints import crashpoint
 from app.providers.base import (
     FetchedResult,
     ProviderError,
     ProviderStatus,
+    RenderLost,
     SubmitRequest,
     TransientProviderError,
 )
 
 log = logging.getLogger(__name__)
 
-LOST_MESSAGE = "The local render was lost (the server restarted); please try again"
+LOST_MESSAGE = "The local render is not running in this process"
 CANCELED_MESSAGE = "The render was canceled"
 
 FPS = 24
@@ -62,9 +67,10 @@ OUTPUT_AREA = 640 * 360
 SUPERSAMPLE = 3
 ZOOM = 0.15  # the clip ends 15% closer than it starts
 MAX_IMAGE_BYTES = 25 * 1024 * 1024
-MAX_IMAGE_PIXELS = 40_000_000
+from app.media_limits import MAX_IMAGE_PIXELS  # noqa: E402, I001 (one limit, with uploads)
 MAX_CAPTION_CHARS = 200
 COPY_CHUNK = 1024 * 1024
+_RENDER_ID = re.compile(r"[0-9a-f]{32}")
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
     "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf",
@@ -124,6 +130,7 @@ class LocalProvider:
     """Renders videos with ffmpeg, `concurrency` at a time, behind a fal-like queue."""
 
     name = "local"
+    runs_here = True
     status_interval = 1.0  # status checks are free here: notice finished renders at once
 
     def __init__(
@@ -161,14 +168,16 @@ class LocalProvider:
 
     # --- the VideoProvider interface -------------------------------------------------
 
-    async def submit(self, request: SubmitRequest) -> str:
+    async def submit(self, request: SubmitRequest, request_id: str | None = None) -> str:
         if self._closed:
             raise TransientProviderError("The local renderer is shutting down")
         self._prune()
+        if request_id is not None and request_id in self._renders:
+            return request_id  # already rendering (or rendered) here
         width, height = frame_size(request.parameters.get("aspect_ratio"))
         duration = parse_duration(request.parameters.get("duration")) * self.speed
         render = _Render(
-            id=uuid.uuid4().hex,
+            id=request_id or uuid.uuid4().hex,
             request=request,
             duration=max(1 / FPS, duration),
             width=width,
@@ -199,7 +208,7 @@ class LocalProvider:
         if render.error is not None:
             raise ProviderError(render.error)
         if render.output is None or not render.output.exists():
-            raise ProviderError(LOST_MESSAGE)
+            raise RenderLost(LOST_MESSAGE)
         size = await asyncio.to_thread(_copy_capped, render.output, Path(dest), max_bytes)
         return FetchedResult(path=Path(dest), size=size, content_type="video/mp4")
 
@@ -235,7 +244,13 @@ class LocalProvider:
     def _get(self, request_id: str) -> _Render:
         render = self._renders.get(request_id)
         if render is None:
-            raise ProviderError(LOST_MESSAGE)
+            output = self._path(request_id, ".mp4") if _RENDER_ID.fullmatch(request_id) else None
+            if output is None or not output.exists():
+                raise RenderLost(LOST_MESSAGE)
+            # Finished before this process started (a restart): the file is the result.
+            render = _Render(id=request_id, request=None, duration=0, width=0, height=0,
+                             state="completed", output=output, finished_at=time.monotonic())
+            self._renders[request_id] = render
         return render
 
     def _dispatch(self) -> None:
@@ -409,6 +424,7 @@ class LocalProvider:
                 if percent > shown:
                     shown = percent
                     render.logs.append(f"Rendering {percent}%")
+                    crashpoint("while_rendering")
 
     # --- the start image ---------------------------------------------------------------
 

@@ -24,7 +24,6 @@ from app.web.auth import (
     verify_password,
 )
 
-COOKIE = "reelforge_session"
 NOTICES = {
     "ended": "Signed out of your other sessions.",
     "ended-one": "That session is signed out.",
@@ -51,12 +50,13 @@ def device_name(user_agent: str | None) -> str:
 
 class AccountController(Controller):
     path = "/account"
+    include_in_schema = False  # an HTML page and its forms; /schema documents the JSON API
 
     async def _render(self, request: Request, user: dict[str, Any], *, status: int = 200,
                       error: str | None = None, notice: str | None = None) -> Template:
         db = services_of(request).db
         user_id = user_id_of(user)
-        here = sessions.current_id(request, COOKIE)
+        here = sessions.current_id(request)
         current = sessions_db.key_of(here) if here else None
         rows = await sessions_db.list_for(db, user_id)
         listed = [{**row, "device": device_name(row.get("user_agent")),
@@ -82,8 +82,8 @@ class AccountController(Controller):
         user = await current_user(request)
         if user is None:
             return Redirect("/login?next=/account", status_code=303)
-        await sessions_db.end_others(services_of(request).db, user_id_of(user),
-                                     sessions.current_id(request, COOKIE))
+        sessions.end_streams(request, await sessions_db.end_others(
+            services_of(request).db, user_id_of(user), sessions.current_id(request)))
         return Redirect("/account?notice=ended", status_code=303)
 
     @post("/sessions/end")
@@ -96,7 +96,8 @@ class AccountController(Controller):
             return Redirect("/login?next=/account", status_code=303)
         key = (data.get("key") or "")[:64]
         if key:
-            await sessions_db.end_one(services_of(request).db, user_id_of(user), key)
+            sessions.end_streams(request, await sessions_db.end_one(
+                services_of(request).db, user_id_of(user), key))
         return Redirect("/account?notice=ended-one", status_code=303)
 
     @post("/password")
@@ -120,6 +121,7 @@ class AccountController(Controller):
         user_id = user_id_of(user)
         await users_db.set_password(db, user_id, await asyncio.to_thread(hash_password, new))
         # Every other session ends; this one continues under a fresh id.
-        await sessions_db.end_others(db, user_id, sessions.current_id(request, COOKIE))
+        sessions.end_streams(request, await sessions_db.end_others(
+            db, user_id, sessions.current_id(request)))
         sessions.begin(request, user_id)
         return Redirect("/account?notice=password", status_code=303)

@@ -1,7 +1,9 @@
 """The admin pages: the whole queue, one job's timeline, and the operator's actions
 (cancel, retry, release a stuck lease). Only for accounts with `admin: true`; everyone else,
 signed in or not, gets the same 404 as an unknown page, before anything else (even the CSRF
-check) runs, so nothing tells them these routes exist."""
+check) runs, so nothing tells them these routes exist. That includes a wrong method: routing
+answers it with 405 before any middleware runs, so the app's error handler asks
+`hide_admin_routes` to turn it into the not-found."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -49,6 +51,17 @@ def admin_only(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, send)
 
     return middleware
+
+
+def hide_admin_routes(request: Request, exc: HTTPException) -> HTTPException:
+    """A 405 under /admin (e.g. `GET /admin/jobs/x/cancel`) would tell anyone, signed in
+    or not, that the route exists: it becomes the unknown route's 404, for admins too (who
+    lose nothing by it). Anything else passes through unchanged."""
+    path = request.scope.get("path", "")
+    if isinstance(exc, MethodNotAllowedException) and (
+            path == "/admin" or path.startswith("/admin/")):
+        return NotFoundException()
+    return exc
 
 
 def _admin(request: Request) -> dict[str, Any]:

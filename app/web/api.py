@@ -41,7 +41,7 @@ from app.web.schemas import (
     ok,
     operation_with_body,
 )
-from app.web.uploads import MAX_UPLOAD_BYTES, UploadRejected, inspect_image
+from app.web.uploads import MAX_UPLOAD_BYTES, UploadRejected, check_image
 
 STATUS_FILTERS = {
     "active": sorted(s.value for s in Status if s not in FINAL),
@@ -139,7 +139,7 @@ class ApiController(Controller):
                          field="file")
         content = await upload.read()
         try:
-            ext, content_type = inspect_image(content)
+            ext, content_type = await check_image(content)  # decoded off the event loop
         except UploadRejected as exc:
             return error(400, "invalid_image", str(exc), field="file")
         uid = user_id_of(user)
@@ -260,6 +260,7 @@ async def _submission(request: Request) -> dict[str, Any] | Response:
     """The submission from JSON, or from the generate form (fields `variables.NAME`)."""
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("application/json") or not ctype:
+        await request.body()  # over the size limit: 413 too_large, not a JSON error
         try:
             body = await request.json()
         except Exception:

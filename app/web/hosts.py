@@ -5,18 +5,24 @@ host name alone."""
 
 from __future__ import annotations
 
+import re
+
 from litestar.datastructures import Headers
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 from starlette.responses import JSONResponse
 
+# RFC 9110 Host = uri-host [ ":" port ]: a bracketed IPv6 literal or a name / IPv4 address,
+# then nothing but an optional port. Anything else ("[::1]evil.example", "a b", "x:y") is
+# not a host we serve, whatever it starts with.
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9_-][a-z0-9_.-]*)(?::[0-9]{0,5})?")
+
 
 def host_name(header: str) -> str:
-    header = header.strip().lower()
-    if header.startswith("["):  # [::1]:8000
-        return header.split("]", 1)[0] + "]"
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+    """The host name of a Host header ("" when it is malformed), without the port."""
+    match = _HOST.fullmatch(header.strip().lower())
+    return match.group(1) if match else ""
 
 
 class AllowedHosts(ASGIMiddleware):

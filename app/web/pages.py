@@ -273,5 +273,5 @@ class PageController(Controller):
 
     @post("/logout")
     async def logout(self, request: Request) -> Redirect:
-        request.clear_session()
+        sessions.end(request)
         return Redirect("/login", status_code=303)

@@ -38,8 +38,10 @@ def _job_view(job: dict[str, Any]) -> dict[str, Any]:
         "progress": min(95, int(100 * elapsed / typical)) if status not in FINAL else 100,
         "slow_in": max(0, SLOW_AFTER_SECONDS - elapsed),
         "created_at": job["created_at"],
-        # The version of what the fragments show: a page keeps the newest (static/app.js).
-        "updated": f"{(job.get('updated_at') or job['created_at']).timestamp():.6f}",
+        # The version of what the fragments show: the record's rev, bumped by the database
+        # on every write, orders states whichever process wrote them; the page keeps the
+        # newest (static/app.js).
+        "updated": str(int(job.get("rev") or 0)),
     }
 
 

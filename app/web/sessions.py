@@ -31,6 +31,7 @@ from app.db import sessions as sessions_db
 from app.db.connection import Database
 
 STORE_NAME = "sessions"
+COOKIE = "reelforge_session"
 _LOADED = "reelforge.session_loaded"  # scope keys: the data as read, and "new id please"
 _ROTATE = "reelforge.session_rotate"
 
@@ -119,6 +120,21 @@ def begin(request: Request, user_id: str) -> None:
                          "ua": (request.headers.get("user-agent") or "")[:300]})
 
 
-def current_id(request: Request, cookie_key: str) -> str | None:
-    value = request.cookies.get(cookie_key)
+def end(request: Request) -> None:
+    """Sign out on this request: the record goes, and so do this session's open streams
+    on this process (other processes end theirs when the change feed tells them)."""
+    session_id = current_id(request)
+    request.clear_session()
+    if session_id:
+        end_streams(request, [sessions_db.key_of(session_id)])
+
+
+def end_streams(request: Request, keys: list[str]) -> None:
+    broker = request.app.state.services.broker
+    for key in keys:
+        broker.end_session(key)
+
+
+def current_id(request: Request) -> str | None:
+    value = request.cookies.get(COOKIE)
     return value if value and value != "null" else None

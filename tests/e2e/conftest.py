@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    sync_playwright,
+)
 
 from tests.crashkit import ServerProcess
 from tests.fakes.fal_server import FakeFal
@@ -62,6 +69,27 @@ RECORDER = """
 })();
 """
 
+# Every Content-Security-Policy violation in any page is written to the console, where the
+# `context` fixture collects it (a page's own variables die with each navigation).
+CSP_WATCH = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation: ${e.effectiveDirective} refused ${e.blockedURI || "inline"} ` +
+                `at ${e.sourceFile || location.href}:${e.lineNumber} ${e.sample || ""}`);
+}, true);
+"""
+
+
+PIN_TOASTS = """on => {
+  const toasts = document.getElementById("toasts");
+  if (on) {
+    document.body.style.position = "relative";
+    if (toasts) toasts.style.setProperty("position", "absolute", "important");
+  } else {  // leave no style="" behind: the page never has one of its own
+    document.body.removeAttribute("style");
+    if (toasts) toasts.removeAttribute("style");
+  }
+}"""
+
 
 def shot(page: Page, name: str, full_page: bool = True) -> Path:
     """Save a screenshot of the page as tests/e2e/artifacts/<name>.png."""
@@ -70,12 +98,13 @@ def shot(page: Page, name: str, full_page: bool = True) -> Path:
     if full_page:
         page.evaluate("window.scrollTo(0, 0)")  # or the sticky header lands mid-page
     # A full-page shot draws fixed elements where the first screen ends; pin the toasts to
-    # the page's bottom right instead, where someone scrolled down would see them.
-    style = page.add_style_tag(content="body { position: relative; } "
-                               "#toasts { position: absolute !important; }") if full_page else None
+    # the page's bottom right instead, where someone scrolled down would see them. Through
+    # the CSSOM: the app's CSP refuses an added <style> (and the shot would count as one).
+    if full_page:
+        page.evaluate(PIN_TOASTS, True)
     page.screenshot(path=str(path), full_page=full_page)
-    if style is not None:
-        style.evaluate("el => el.remove()")
+    if full_page:
+        page.evaluate(PIN_TOASTS, False)
     return path
 
 
@@ -160,11 +189,25 @@ def browser() -> Browser:
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser profile. Every page it opened must have run without a single CSP
+    violation: checked when the test ends (Chromium's own console report of a refused
+    resource or inline code, and the pages' securitypolicyviolation events). So give
+    `wait_for_function` a function (`"() => …"`): Playwright re-evaluates a bare expression
+    with eval at every poll, which the app's CSP refuses."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 860})
     ctx.set_default_timeout(TIMEOUT_MS)
     ctx.add_init_script(RECORDER)
+    ctx.add_init_script(CSP_WATCH)
+    violations: list[str] = []
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if "CSP violation" in msg.text or "Content Security Policy" in msg.text:
+            violations.append(f"{msg.page.url if msg.page else '?'}: {msg.text}")
+
+    ctx.on("console", on_console)
     yield ctx
     ctx.close()
+    assert not violations, "CSP violations:\n" + "\n".join(violations)
 
 
 @pytest.fixture(autouse=True)

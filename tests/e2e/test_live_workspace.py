@@ -233,7 +233,9 @@ def test_two_tabs_both_update(context: BrowserContext, fal_server: ServerProcess
     ready_workspace(first, base, "twotabs")
     second = context.new_page()
     second.goto(base + "/")
-    second.wait_for_function("window.__rf.sse.includes('credits')")  # its stream is open
+    # (a function, not an expression: Playwright evaluates it once, re-evaluating an
+    # expression at each poll is an eval the app's CSP refuses)
+    second.wait_for_function("() => window.__rf.sse.includes('credits')")  # its stream is open
     fill_car(first)
     job_id = press_generate(first)
 
@@ -279,7 +281,7 @@ def test_reopen_after_closing_mid_job(context: BrowserContext, fal_server: Serve
     # now arrives through the same stream after its snapshot, so once its card is here the
     # whole snapshot has been seen.
     again.reload()
-    again.wait_for_function("window.__rf.sse.includes('credits')")
+    again.wait_for_function("() => window.__rf.sse.includes('credits')")
     fake.next_jobs(1, never_complete=True)
     key = again.locator("#gen-image").input_value()
     other = api(context, base, "POST", "/api/templates/video", data={

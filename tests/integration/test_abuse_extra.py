@@ -3,6 +3,8 @@ test_xss) leave out: fal webhooks that are replayed after the 5-minute window or
 was altered, sent through the real route; the server-side fetch of a result video, which
 only goes to https URLs on the configured hosts; and the event stream, which carries only
 the signed-in person's own events, whatever the request says.
+With no hosts configured, the hosts are fal's media CDN, and a redirect is followed only to
+an allowed host.
 
 Each test fails when its protection is removed: the replayed or altered webhook would mark
 the job done, the video would be fetched from the wrong place, the stream would show
@@ -142,6 +144,76 @@ async def test_a_result_on_a_configured_host_over_https_is_fetched(tmp_path, s3_
     final = await _run_one_job(tmp_path, s3_server, allowed_result_hosts="fal.media,127.0.0.1")
     assert final["status"] == "completed", final
     assert fake.count("video") == 1
+
+
+async def test_with_no_hosts_configured_only_fals_media_hosts_are_fetched(
+        tmp_path, s3_server, fake):
+    """ALLOWED_RESULT_HOSTS unset (the fake's environment names its own host; not here):
+    a result anywhere but fal's CDN is refused before a byte is requested."""
+    final = await _run_one_job(tmp_path, s3_server, allowed_result_hosts=None)
+    assert final["status"] == "failed"
+    assert final["error"] == "refusing to download the video from 127.0.0.1"
+    assert fake.count("result") >= 1 and fake.count("video") == 0
+    assert final["available"] == 1000
+
+
+async def test_a_redirect_to_another_host_is_not_followed(tmp_path, s3_server, fake):
+    # the video URL is on the allowed host and answers 302 to the same file on another host
+    fake.next_jobs(1, video_redirect_host="localhost")
+    final = await _run_one_job(tmp_path, s3_server, allowed_result_hosts="127.0.0.1")
+    assert final["status"] == "failed"
+    assert final["error"] == "refusing to download the video from localhost"
+    assert fake.count("video") == 1  # the first hop only: the second was never requested
+    assert final["available"] == 1000  # nothing charged
+
+
+async def test_a_redirect_within_the_allowed_hosts_is_followed(tmp_path, s3_server, fake):
+    """The control for the one above: the same redirect, to a host in the list."""
+    fake.next_jobs(1, video_redirect_host="localhost")
+    final = await _run_one_job(tmp_path, s3_server, allowed_result_hosts="127.0.0.1,localhost")
+    assert final["status"] == "completed", final
+    assert fake.count("video") == 2
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("https://v3.fal.media/files/x.mp4", True),
+    ("https://v3b.fal.media/files/b/x.mp4", True),
+    ("https://fal.media/files/x.mp4", True),
+    ("https://FAL.MEDIA/files/x.mp4", True),
+    ("https://evilfal.media/files/x.mp4", False),
+    ("https://fal.media.evil.example/x.mp4", False),
+    ("https://storage.googleapis.com/falserverless/x.mp4", False),  # anyone's bucket host
+    ("https://127.0.0.1/x.mp4", False),
+    ("http://v3.fal.media/files/x.mp4", False),
+])
+async def test_the_default_result_hosts_are_fals_media_hosts(url, allowed):
+    provider = FalProvider(key="fake")  # no allowed_result_hosts: fal's CDN only
+    try:
+        if allowed:
+            await provider._check_download_url(httpx.Request("GET", url))
+        else:
+            with pytest.raises(ProviderError, match="refusing"):
+                await provider._check_download_url(httpx.Request("GET", url))
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.parametrize(("host", "allowed"), [
+    ("v3.fal.media", True), ("a.b.fal.media", True),
+    ("fal.media", False),  # "*.fal.media" is the subdomains only
+    ("evilfal.media", False),
+])
+async def test_a_wildcard_entry_covers_subdomains_only(host, allowed):
+    provider = FalProvider(key="fake", allowed_result_hosts=["*.fal.media"])
+    try:
+        request = httpx.Request("GET", f"https://{host}/x.mp4")
+        if allowed:
+            await provider._check_download_url(request)
+        else:
+            with pytest.raises(ProviderError, match="refusing"):
+                await provider._check_download_url(request)
+    finally:
+        await provider.aclose()
 
 
 @pytest.mark.parametrize(("url", "allowed"), [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.jobs.crashpoints import POINTS
+from app.jobs.crashpoints import POINTS, RENDER_POINTS
 from tests.crashkit import Browserless, ServerProcess, read_books
 from tests.fakes.fal_server import JobSpec
 from tests.helpers import png_bytes
@@ -48,3 +48,27 @@ def test_crash_at_each_step_then_restart(point, fake, tmp_path):
     # A crash between fal accepting the job and us recording its id is the one place a
     # second submission can happen; it is never charged twice.
     assert submissions == (2 if point == "after_submit" else 1)
+
+
+@pytest.mark.parametrize("point", RENDER_POINTS)
+def test_a_local_render_cut_off_by_a_crash_is_rendered_again(point, tmp_path):
+    """The local renderer runs in the server's process: killed mid-render, the restarted
+    server renders the job again (same request id) and completes it once."""
+    server = ServerProcess(tmp_path, {"VIDEO_PROVIDER": "local", "LEASE_SECONDS": "2"})
+    try:
+        server.start(crash_at=point)
+        person = Browserless(server.url)
+        person.signup("crash@example.com")
+        job_id = person.submit(person.upload(png_bytes()))
+        assert server.wait_exit(timeout=30) == 137  # died while rendering
+
+        server.start()
+        final = person.wait_final(job_id, timeout=60)
+        assert final["status"] == "completed", final
+        assert server.stop() in (0, -15)
+    finally:
+        server.kill()
+    books = read_books(tmp_path, "crash@example.com")
+    assert books.charges == 1 and books.video_items == 1
+    assert books.balance == 1000 - 80 == books.ledger_sum
+    assert books.reserved == 0 and books.active_jobs == 0

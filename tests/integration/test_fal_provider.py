@@ -27,6 +27,7 @@ fake_fal = fal_server.fake_fal  # the module-scoped fixture
 
 ENDPOINT = "fal-ai/kling-video/v2.1/standard/image-to-video"
 MB = 1024 * 1024
+FAKE_MEDIA = ["127.0.0.1", "localhost"]  # by default only fal's own media hosts are fetched
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def _clean_fake(fake_fal: FakeFal) -> None:
 
 @pytest.fixture
 async def provider(fake_fal: FakeFal) -> AsyncIterator[FalProvider]:
-    p = FalProvider(timeout=2.0, download_timeout=5.0)
+    p = FalProvider(timeout=2.0, download_timeout=5.0, allowed_result_hosts=FAKE_MEDIA)
     yield p
     await p.aclose()
 
@@ -187,7 +188,7 @@ async def test_429_on_result_is_transient(
 async def test_hanging_fal_times_out_as_transient(
     fake_fal: FakeFal, tmp_path: Path, kind: str
 ) -> None:
-    p = FalProvider(timeout=0.5)
+    p = FalProvider(timeout=0.5, allowed_result_hosts=FAKE_MEDIA)
     try:
         rid = await submit_done(p, fake_fal, never_complete=(kind == "cancel"))
         fake_fal.delay_next(kind, 3600)
@@ -207,7 +208,7 @@ async def test_hanging_fal_times_out_as_transient(
 
 
 async def test_slow_video_download_times_out(fake_fal: FakeFal, tmp_path: Path) -> None:
-    p = FalProvider(timeout=2.0, download_timeout=0.5)
+    p = FalProvider(timeout=2.0, download_timeout=0.5, allowed_result_hosts=FAKE_MEDIA)
     try:
         rid = await submit_done(p, fake_fal)
         fake_fal.delay_next("video", 3600)
@@ -284,7 +285,7 @@ async def test_content_type_checked(
 async def test_download_hosts_are_limited(fake_fal: FakeFal, tmp_path: Path) -> None:
     port = fake_fal.port
     only_localhost = FalProvider(timeout=2.0, allowed_result_hosts=["localhost"])
-    insecure = FalProvider(timeout=2.0)
+    insecure = FalProvider(timeout=2.0, allowed_result_hosts=FAKE_MEDIA)
     try:
         rid = await submit_done(only_localhost, fake_fal)
         with pytest.raises(ProviderError, match="refusing"):  # 127.0.0.1 is not allowed

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from app.providers.base import (
     ProviderError,
     ProviderStatus,
+    RenderLost,
     SubmitRequest,
     TransientProviderError,
 )
@@ -451,17 +452,30 @@ async def test_bad_start_image_completes_with_an_error(
     assert not (tmp_path / "bad.mp4").exists()
 
 
-async def test_unknown_request_ids_fail_clearly(make_provider, tmp_path: Path) -> None:
+async def test_a_finished_render_survives_a_restart_and_a_lost_one_renders_again(
+        make_provider, tmp_path: Path) -> None:
     before_restart = make_provider()
-    request_id = await before_restart.submit(request(data_uri(png_bytes()), duration=1))
+    req = request(data_uri(png_bytes()), duration=1)
+    request_id = await before_restart.submit(req)
     await wait_until_completed(before_restart, request_id)
-    after_restart = make_provider()  # a new process knows nothing of earlier renders
+    first = await before_restart.fetch_result(ENDPOINT, request_id, tmp_path / "a.mp4", 10**7)
+    after_restart = make_provider()  # a new process, the same renders directory
 
-    for provider, rid in ((after_restart, request_id), (before_restart, "f" * 32)):
-        with pytest.raises(ProviderError, match=re.escape(LOST_MESSAGE)):
-            await provider.status(ENDPOINT, rid)
-        with pytest.raises(ProviderError, match=re.escape(LOST_MESSAGE)):
-            await provider.fetch_result(ENDPOINT, rid, tmp_path / "lost.mp4", 10_000_000)
+    # A render that finished before the restart is found by its file.
+    assert (await after_restart.status(ENDPOINT, request_id)).state == "completed"
+    again = await after_restart.fetch_result(ENDPOINT, request_id, tmp_path / "b.mp4", 10**7)
+    assert again.size == first.size
+    # One this process never heard of is lost: RenderLost, which the driver answers by
+    # submitting the request again under the same id.
+    lost = "f" * 32
+    for call in (after_restart.status(ENDPOINT, lost),
+                 after_restart.fetch_result(ENDPOINT, lost, tmp_path / "lost.mp4", 10**7)):
+        with pytest.raises(RenderLost, match=re.escape(LOST_MESSAGE)):
+            await call
+    assert await after_restart.submit(req, request_id=lost) == lost
+    await wait_until_completed(after_restart, lost)
+    redone = await after_restart.fetch_result(ENDPOINT, lost, tmp_path / "c.mp4", 10**7)
+    assert redone.size > 0
 
 
 async def test_fetch_before_completion_is_transient(make_provider, tmp_path: Path) -> None:

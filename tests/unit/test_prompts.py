@@ -33,6 +33,7 @@ def test_default_applies_when_missing():
         ({}, "variables.BRAND"),
         ({"BRAND": "   "}, "variables.BRAND"),
         ({"BRAND": "x" * 21}, "variables.BRAND"),
+        ({"BRAND": "a" + " " * 40}, "variables.BRAND"),  # raw over 2 x maxLength: not cleaned
         ({"BRAND": 5}, "variables.BRAND"),
         ({"BRAND": ["a"]}, "variables.BRAND"),
         ({"BRAND": "a", "OTHER": "b"}, "variables.OTHER"),
@@ -43,6 +44,10 @@ def test_bad_variables_name_the_field(given, field):
     with pytest.raises(VariableError) as err:
         check_variables(TEMPLATE, given)
     assert err.value.field == field
+
+
+def test_spaces_around_a_value_within_twice_the_limit_are_cleaned_away():
+    assert check_variables(TEMPLATE, {"BRAND": "  Acme\n" + " " * 30})["BRAND"] == "Acme"
 
 
 def test_no_braces_pair_survives_cleaning():

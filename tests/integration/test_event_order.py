@@ -1,0 +1,34 @@
+"""A change can reach a process twice (its own write, then the change feed) and out of order
+(another process's older write after this one's newer). The notifier sends a job's state
+only when it is newer (the database's `rev`) and shows something new."""
+
+from __future__ import annotations
+
+from app.jobs.states import Status
+from tests.helpers import on_app
+
+
+async def test_a_stale_or_repeated_job_state_is_not_sent(client, alice, services):
+    key = await alice.upload()
+    job_id = (await alice.submit(key)).json()["jobId"]
+    await alice.wait_status(job_id)
+    job = await services.db.read_one("SELECT * FROM ONLY type::thing('video_job', $id)",
+                                     {"id": job_id})
+    user_id = str(job["owner"].id)
+
+    async def deliveries(states: list[dict]) -> list[str]:
+        sub = services.broker.subscribe(user_id)
+        try:
+            for state in states:
+                await services.notifier.publish("job", state)
+            return [e.event for e in sub.get_nowait()]
+        finally:
+            services.broker.unsubscribe(sub)
+
+    newest = {**job, "rev": 100}
+    older = {**job, "rev": 99, "status": Status.PROCESSING.value, "last_log": "Rendering 40%"}
+    same_look = {**job, "rev": 101}  # a lease or bookkeeping write: nothing new to see
+    newer = {**job, "rev": 102, "error": "shown"}
+    sent = on_app(client, deliveries, [newest, older, newest, same_look, newer])
+    card = f"job-{job_id}"
+    assert sent.count(card) == 2, sent  # `newest` once, then `newer`; never `older`
