@@ -70,8 +70,13 @@ class Notifier:
     async def publish(self, kind: str, job: dict[str, Any]) -> None:
         user_id = str(job["owner"].id)
         if kind == "job":
-            if self._watched(user_id) and self._newer(f"job:{job['id'].id}", job, job_look(job)):
-                await self.publish_job(user_id, job)
+            key = f"job:{job['id'].id}"
+            # A job this process has not sent before goes out as a new card (an upsert in
+            # the page): its first state here may be a later one, e.g. when another
+            # process's driver moved it before this process's feed brought its creation.
+            first = key not in self._sent
+            if self._watched(user_id) and self._newer(key, job, job_look(job)):
+                await self.publish_job(user_id, job, new=first)
         elif kind == "credits":
             if self.broker.has_subscribers(user_id):
                 user = await users_db.by_id(self.db, user_id)
@@ -83,12 +88,12 @@ class Notifier:
             if item:
                 await self.publish_library(item)
 
-    async def publish_job(self, user_id: str, job: dict[str, Any]) -> None:
+    async def publish_job(self, user_id: str, job: dict[str, Any], new: bool = False) -> None:
         if self.admins:
             await self.publish_admin(job)
         if not self.broker.has_subscribers(user_id):
             return
-        events = await self.job_events(job, new=job["status"] == Status.PENDING)
+        events = await self.job_events(job, new=new or job["status"] == Status.PENDING)
         if self.broker.publish(user_id, events) and job["status"] in FINAL:
             await jobs_db.mark_announced(self.db, [str(job["id"].id)])
 

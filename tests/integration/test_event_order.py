@@ -30,5 +30,6 @@ async def test_a_stale_or_repeated_job_state_is_not_sent(client, alice, services
     same_look = {**job, "rev": 101}  # a lease or bookkeeping write: nothing new to see
     newer = {**job, "rev": 102, "error": "shown"}
     sent = on_app(client, deliveries, [newest, older, newest, same_look, newer])
-    card = f"job-{job_id}"
-    assert sent.count(card) == 2, sent  # `newest` once, then `newer`; never `older`
+    # `newest` (the first this process sends of the job: a new card, an upsert in the
+    # page), then `newer`; never `older`, and nothing for a repeat or a bookkeeping write
+    assert sent == ["jobs", "toasts", f"job-{job_id}", f"toast-{job_id}"], sent
