@@ -11,6 +11,7 @@ from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -136,7 +137,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             exclude=["/api/webhooks/fal", "^/events/?$"],
         ),
         template_config=TemplateConfig(instance=JinjaTemplateEngine.from_environment(env)),
-        openapi_config=OpenAPIConfig(title="Reelforge", version="0.1.0", path="/schema"),
+        # /schema serves the document itself (also at /schema/openapi.json): the stock
+        # viewers load their scripts from a CDN, which the CSP (and an offline host) refuses.
+        openapi_config=OpenAPIConfig(title="Reelforge", version="0.1.0", path="/schema",
+                                     render_plugins=[JsonRenderPlugin(path=["/openapi.json"])]),
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         request_max_body_size=1024 * 1024,
         logging_config=None,  # app/observability/logging.py configures logging, once
