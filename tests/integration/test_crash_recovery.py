@@ -11,6 +11,14 @@ from tests.fakes.fal_server import JobSpec
 from tests.helpers import png_bytes
 
 
+def assert_one_video_charged_once(data_dir) -> None:
+    books = read_books(data_dir, "crash@example.com")
+    assert books.charges == 1 and books.video_items == 1
+    assert books.balance == 1000 - 80 == books.ledger_sum
+    assert books.reserved == 0 and books.active_jobs == 0
+    assert len(list((data_dir / "media").rglob("videos/*.mp4"))) == 1
+
+
 @pytest.fixture
 def fake(fake_fal):
     fake_fal.reset()
@@ -38,12 +46,7 @@ def test_crash_at_each_step_then_restart(point, fake, tmp_path):
     finally:
         server.kill()
 
-    books = read_books(tmp_path, "crash@example.com")
-    assert books.charges == 1 and books.video_items == 1
-    assert books.balance == 1000 - 80 == books.ledger_sum
-    assert books.reserved == 0 and books.active_jobs == 0
-    files = list((tmp_path / "media").rglob("videos/*.mp4"))
-    assert len(files) == 1
+    assert_one_video_charged_once(tmp_path)
     submissions = sum(c["submit"] for c in fake.counts_by_job().values())
     # A crash between fal accepting the job and us recording its id is the one place a
     # second submission can happen; it is never charged twice.
@@ -68,7 +71,4 @@ def test_a_local_render_cut_off_by_a_crash_is_rendered_again(point, tmp_path):
         assert server.stop() in (0, -15)
     finally:
         server.kill()
-    books = read_books(tmp_path, "crash@example.com")
-    assert books.charges == 1 and books.video_items == 1
-    assert books.balance == 1000 - 80 == books.ledger_sum
-    assert books.reserved == 0 and books.active_jobs == 0
+    assert_one_video_charged_once(tmp_path)
