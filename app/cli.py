@@ -1,19 +1,22 @@
 """python -m app serve | init-db | users create | users promote | credits grant |
-jobs list | jobs show | jobs retry | jobs cancel"""
+jobs list | jobs show | jobs retry | jobs cancel | backup | restore (app/backup/cli.py)"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from app.backup import cli as backup_cli
 from app.db import jobs as jobs_db
 from app.db import users as users_db
 from app.db.connection import Database, DatabaseLocked, Thrown
 from app.db.schema import apply_schema
+from app.emails import InvalidEmail, normalise_email
 from app.jobs.states import Status
 from app.observability.logging import configure_logging, secrets_of
 from app.settings import get_settings
@@ -54,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
                        ("retry", "start a new job with a failed job's inputs (charged normally)"),
                        ("cancel", "cancel a job now; its credits are released")):
         jobs.add_parser(name, help=text).add_argument("job_id", metavar="ID")
+    backup_cli.add_parsers(sub)  # backup, restore
     return p
 
 
@@ -74,7 +78,11 @@ async def _create(db: Database, args: argparse.Namespace) -> str:
         raise SystemExit(f"error: --password must be at least {MIN_PASSWORD} characters")
     credits = args.credits if args.credits is not None else get_settings().signup_credits
     try:
-        user = await users_db.create(db, args.email.strip().lower(), hash_password(args.password),
+        email = normalise_email(args.email)  # the form sign-up and sign-in use
+    except InvalidEmail as exc:
+        raise SystemExit(f"error: --email {args.email!r}: {exc}") from None
+    try:
+        user = await users_db.create(db, email, hash_password(args.password),
                                      credits, admin=args.admin)
     except Thrown:
         raise SystemExit(f"error: an account with email {args.email} already exists") from None
@@ -82,7 +90,7 @@ async def _create(db: Database, args: argparse.Namespace) -> str:
 
 
 async def _user(db: Database, email: str) -> dict:
-    user = await users_db.by_email(db, email.strip().lower())
+    user = await users_db.by_typed_email(db, email)
     if user is None:
         raise SystemExit(f"error: no account with email {email}")
     return user
@@ -180,12 +188,12 @@ async def _jobs_retry(services: Any, args: argparse.Namespace) -> str:
     if job["status"] not in (Status.FAILED, Status.CANCELED):
         raise SystemExit(f"error: job {args.job_id} is {job['status']}; only a failed or "
                          "canceled job can be retried")
-    try:
-        new = await services.jobs.create(str(job["owner"].id), job["template"],
-                                         job["start_key"], job["variables"],
-                                         services.settings.provider_name)
+    try:  # one retry per job (admin page or CLI): a second one names the first
+        new, created = await services.jobs.retry(args.job_id, services.settings.provider_name)
     except JobRequestError as exc:
         raise SystemExit(f"error: {exc.body.get('message') or exc.body.get('error')}") from None
+    if not created:
+        return f"{args.job_id} was already retried as {new['id'].id}; nothing new was started"
     return f"retried {args.job_id} as {new['id'].id} ({new['credits']} credits reserved)"
 
 
@@ -220,6 +228,7 @@ def serve(host: str | None, port: int | None, workers: int = 1) -> None:
     import uvicorn
 
     from app.main import create_app
+    from app.web.header_timeout import HeaderTimeoutProtocol
 
     settings = get_settings()
     if workers < 1:
@@ -234,9 +243,13 @@ def serve(host: str | None, port: int | None, workers: int = 1) -> None:
     # log_config=None: uvicorn's own lines go through app/observability/logging.py like the
     # rest; its access log is off because the app logs every request (without query strings).
     # proxy_headers=False: the app decides whom to believe (TRUSTED_PROXIES).
+    # http=: uvicorn's protocol with a deadline for the request headers (slowloris), which
+    # uvicorn itself lacks; see app/web/header_timeout.py.
     options: dict[str, Any] = dict(
         host=host, port=port, log_level="info", timeout_graceful_shutdown=10,
-        proxy_headers=False, log_config=None, access_log=False)
+        proxy_headers=False, log_config=None, access_log=False,
+        http=functools.partial(HeaderTimeoutProtocol,
+                               header_timeout=settings.request_header_timeout))
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
     else:  # each worker process builds its own app from the same environment
@@ -251,7 +264,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "serve":
             serve(args.host, args.port, args.workers)
             return
-        if args.command == "init-db":
+        if args.command in backup_cli.COMMANDS:
+            out = backup_cli.run_command(args)
+        elif args.command == "init-db":
             out = asyncio.run(_with_db(lambda db: _applied(db)))
         elif args.command == "users" and args.action == "create":
             out = asyncio.run(_with_db(lambda db: _create(db, args)))

@@ -17,6 +17,8 @@ from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
 
+from app.backup.service import scheduled_backups
+from app.backup.web import BackupController
 from app.events.stream import events
 from app.observability.logging import configure_logging, get_logger, secrets_of
 from app.observability.metrics import metrics_routes, serve_metrics_port
@@ -119,11 +121,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return ReelforgeApp(
         route_handlers=[
             PageController, AccountController, ApiController, AdminController, events,
+            BackupController,
             fal_webhook, health, media, *metrics_routes(settings),
             create_static_files_router(path="/static", directories=[STATIC_DIR],
                                        include_in_schema=False),
         ],
-        lifespan=[lifespan, serve_metrics_port],
+        lifespan=[lifespan, serve_metrics_port, scheduled_backups],
         stores={STORE_NAME: session_store},
         middleware=[AllowedHosts(settings.host_allowlist), sessions.middleware],
         before_send=[security_headers(settings)],  # every response, 404s and static too

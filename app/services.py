@@ -70,6 +70,7 @@ async def open_services(
         storage = make_storage(settings)
         services = Services(settings=settings, db=db, storage=storage,
                             env=env or make_environment())
+        services.broker.per_person = settings.event_streams_per_person
         services.notifier = Notifier(db, services.broker, services.fragments, storage)
         services.jobs = JobService(db, settings, publish=services.notifier.publish)
         services.jobs.observe = services.metrics.observe_transition
@@ -93,7 +94,8 @@ async def open_services(
         if settings.provider_name == "fal":
             from app.providers.fal_webhook import FalWebhookVerifier
 
-            services.webhooks = FalWebhookVerifier(settings.fal_webhook_jwks_url)
+            services.webhooks = FalWebhookVerifier(settings.fal_webhook_jwks_url,
+                                                   user_id=settings.fal_user_id)
     except BaseException:
         await db.close()
         raise

@@ -6,7 +6,7 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import ByteSize, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FAL_JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
@@ -35,10 +35,11 @@ class Settings(BaseSettings):
 
     public_base_url: str | None = None
     secret_key: str | None = None
-    signup_credits: int = 1000
+    signup_credits: int = Field(default=1000, ge=0)
     host: str = "127.0.0.1"
     port: int = 8000
     fal_webhook_jwks_url: str = FAL_JWKS_URL
+    fal_user_id: str | None = None  # when set, webhooks signed for another fal user are refused
 
     # Job engine knobs (not part of the public contract; defaults are the product's).
     max_active_jobs: int = Field(default=5, ge=1)
@@ -58,6 +59,22 @@ class Settings(BaseSettings):
     # connection from one of them has its X-Forwarded-For / Forwarded header believed.
     trusted_proxies: str | None = None
     session_max_age: int = Field(default=14 * 24 * 3600, gt=0)  # seconds, renewed on use
+    signups_per_hour: int = Field(default=5, ge=1)  # accounts one client address may create
+    event_streams_per_person: int = Field(default=10, ge=1)  # open /events, per process
+    request_header_timeout: float = Field(default=10.0, gt=0)  # seconds to send the headers
+    storage_quota: ByteSize = Field(default=ByteSize(1024**3), ge=0)  # library bytes per person
+
+    # Backups (app/backup/, docs/OPERATIONS.md).
+    backup_dir: Path | None = None  # default {DATA_DIR}/backups
+    backup_interval_hours: float = Field(default=24.0, ge=0)  # 0: no scheduled backups
+    backup_keep: int = Field(default=7, ge=1)  # newest backups kept in each place
+    backup_s3_prefix: str | None = None  # also into S3_BUCKET under this prefix
+    backup_local: bool = True  # false (with BACKUP_S3_PREFIX): only in the bucket
+    backup_token: str | None = None  # `python -m app backup` asks a running server with it
+
+    @property
+    def backups_path(self) -> Path:
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def db_url(self) -> str:

@@ -372,6 +372,7 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="soak-"))
     server = ServerProcess(data_dir, {
         **fake_env, "VIDEO_PROVIDER": "fal", "SIGNUP_CREDITS": "1000000000",
+        "SIGNUPS_PER_HOUR": "1000000",
         "LOG_FORMAT": "json"})
     server.env["PUBLIC_BASE_URL"] = server.url  # fal's webhooks come back to this server
     started = time.time()

@@ -9,6 +9,33 @@
     if (meta) e.detail.headers["x-csrftoken"] = meta.content;
   });
 
+  // Idempotency-Key on every job submission (Generate, Retry on a card): a fresh key per
+  // press, kept on the element until an answer arrives. A press that got no answer (network
+  // error, timeout) leaves it, so pressing again with the same inputs resends the same key:
+  // if the first request did reach the server, its job is answered again, not made twice.
+  function newKey() {
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);  // unlike randomUUID, also on plain-http hosts
+    return Array.prototype.map.call(bytes, function (b) {
+      return (b + 256).toString(16).slice(1);
+    }).join("");
+  }
+  document.addEventListener("htmx:configRequest", function (e) {
+    if (e.detail.path !== "/api/templates/video" || e.detail.verb !== "post") return;
+    var elt = e.detail.elt;
+    var inputs = new URLSearchParams(e.detail.formData).toString();
+    if (!elt._idempotency || elt._idempotency.inputs !== inputs) {
+      elt._idempotency = { key: newKey(), inputs: inputs };
+    }
+    e.detail.headers["Idempotency-Key"] = elt._idempotency.key;
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var elt = (e.detail.requestConfig && e.detail.requestConfig.elt) || e.detail.elt;
+    if (elt && elt._idempotency && e.detail.xhr && e.detail.xhr.status > 0) {
+      elt._idempotency = null;  // answered: the next press is a new submission
+    }
+  });
+
   // Fragments that add something (a new job card, a toast, a library tile) are upserts:
   // when an element with the fragment's id is already on the page, it is replaced in place,
   // so the form's answer and the stream, which both carry a new job, never make two.

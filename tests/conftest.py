@@ -15,6 +15,7 @@ os.environ.update({
     "SECRET_KEY": "test-secret-key",
     "ALLOWED_HOSTS": "testserver.local,127.0.0.1,localhost",
     "SIGNUP_CREDITS": "1000",
+    "SIGNUPS_PER_HOUR": "10000",  # many accounts from 127.0.0.1; limit tests set their own
 })
 for var in ("FAL_KEY", "PUBLIC_BASE_URL", "S3_BUCKET", "S3_ENDPOINT_URL"):
     os.environ.pop(var, None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,17 @@ class Database:
             return await self._retrying(sql, vars)
         async with self._write_lock:
             return await self._retrying(sql, vars)
+
+    @contextlib.asynccontextmanager
+    async def writes_held(self) -> AsyncIterator[None]:
+        """No write of this process runs inside the block. On an embedded engine this
+        process is the only writer (the store is locked), so nothing changes meanwhile: a
+        consistent read for a backup. A server's other clients are not held."""
+        if not self.embedded:
+            yield
+            return
+        async with self._write_lock:
+            yield
 
     async def read_one(self, sql: str, vars: dict | None = None) -> Any:
         """The last statement's result (the common single-statement case)."""

@@ -26,12 +26,35 @@ _CREDITS = {
 }
 
 
-async def create(db: Database, job_id: str, owner_id: str, job: dict, cap: int) -> dict:
+async def create(
+    db: Database, job_id: str, owner_id: str, job: dict, cap: int, *,
+    retry_of: str | None = None, idempotency: dict[str, Any] | None = None,
+) -> dict:
     """Record a job and reserve its credits atomically.
-    Raises Thrown("insufficient_credits") or Thrown("too_many_active_jobs")."""
+    With `retry_of`, the original job (failed or canceled, and not retried yet) is marked
+    `retried_as` this one in the same transaction: one retry per job, however many race.
+    With `idempotency` ({"key", "fingerprint", "status", "body", "ttl"}), the key's record
+    is written in the same transaction, unless the key is in use: one job per key.
+    Raises Thrown("insufficient_credits"), Thrown("too_many_active_jobs"),
+    Thrown("already_retried") or Thrown("idempotency_key_used")."""
     result = await db.write(
         """
         BEGIN;
+        IF $retry_of != NONE {
+            LET $orig = (UPDATE $retry_of SET retried_as = $id
+                         WHERE retried_as = NONE AND status IN ["failed", "canceled"]
+                         RETURN AFTER)[0];
+            IF $orig = NONE { THROW "already_retried" };
+        };
+        IF $idem != NONE {
+            LET $until = (SELECT VALUE expires_at FROM ONLY $idem_id);
+            IF $until != NONE AND $until > time::now() { THROW "idempotency_key_used" };
+            UPSERT $idem_id CONTENT {
+                owner: $owner, fingerprint: $idem.fingerprint, status: $idem.status,
+                body: $idem.body, job: $id, created_at: time::now(),
+                expires_at: time::now() + type::duration($idem.ttl)
+            };
+        };
         LET $u = (SELECT balance, reserved, active_jobs FROM ONLY $owner);
         IF $u.balance - $u.reserved < $job.credits { THROW "insufficient_credits" };
         IF $u.active_jobs >= $cap { THROW "too_many_active_jobs" };
@@ -42,7 +65,12 @@ async def create(db: Database, job_id: str, owner_id: str, job: dict, cap: int) 
         COMMIT;
         """,
         {"owner": rid("user", owner_id), "jid": rid("video_job", job_id), "id": job_id,
-         "job": {**job, "owner": rid("user", owner_id)}, "cap": cap},
+         "job": {**job, "owner": rid("user", owner_id),
+                 **({"retry_of": retry_of} if retry_of else {})},
+         "cap": cap, "retry_of": rid("video_job", retry_of) if retry_of else None,
+         "idem": idempotency,
+         "idem_id": rid("idempotency_key", [owner_id, idempotency["key"]])
+         if idempotency else None},
     )
     return result[-1]
 
@@ -59,11 +87,14 @@ async def transition(
     credits: CreditEffect = None,
     library: dict[str, Any] | None = None,
     with_previous: bool = False,
+    unrendered: bool = False,
 ) -> Any:
     """Move a job to `to` if it is in one of `sources` (and, with `lease`, still leased by
-    that driver). Returns the job after the move, or None when the guard refused it; with
+    that driver; with `unrendered`, only while no webhook has said the provider finished).
+    Returns the job after the move, or None when the guard refused it; with
     `with_previous`, a pair (job or None, the status it had before the move or None)."""
-    guard = "status IN $sources" + (" AND lease_owner = $lease" if lease else "")
+    guard = ("status IN $sources" + (" AND lease_owner = $lease" if lease else "")
+             + (" AND provider_done != true" if unrendered else ""))
     try:
         result = await db.write(
             f"""
@@ -247,15 +278,35 @@ async def by_request_id(db: Database, request_id: str) -> dict | None:
     return rows[0] if rows else None
 
 
-async def mark_provider_done(db: Database, job_id: str, active: list[str]) -> dict | None:
-    """A verified webhook says the provider finished: make the job due now, once."""
-    return await _first(db,
+async def accept_webhook(
+    db: Database, request_id: str, job_id: str, active: list[str], keep_s: float, note: str
+) -> str | None:
+    """A verified webhook from fal for `request_id` (the job `job_id`): remember it for
+    `keep_s` and, if the job is still active, make it due now (once) and note `note` in its
+    timeline, all in one transaction. Returns the job's status, or raises
+    Thrown("webhook_replayed") when the same request id was accepted within `keep_s`,
+    by this process or any other."""
+    result = await db.write(
         """
-        UPDATE $jid SET provider_done = true, due_at = time::now()
-        WHERE status IN $active AND provider_done = false RETURN AFTER
+        BEGIN;
+        LET $until = (SELECT VALUE expires_at FROM ONLY $hook);
+        IF $until != NONE AND $until > time::now() { THROW "webhook_replayed" };
+        UPSERT $hook CONTENT {
+            job: $id, at: time::now(), expires_at: time::now() + type::duration($keep)
+        };
+        LET $status = (SELECT VALUE status FROM ONLY $jid);
+        IF $status IN $active {
+            UPDATE $jid SET provider_done = true, due_at = time::now()
+                WHERE provider_done = false RETURN NONE;
+            CREATE job_event CONTENT { job: $id, from: $status, to: $status, reason: $note };
+        };
+        RETURN $status;
+        COMMIT;
         """,
-        {"jid": rid("video_job", job_id), "active": active},
+        {"hook": rid("webhook_seen", request_id), "jid": rid("video_job", job_id),
+         "id": job_id, "active": active, "keep": _ms(keep_s), "note": note},
     )
+    return result[-1]
 
 
 async def unannounced(db: Database, owner_id: str, final: list[str]) -> list[dict]:

@@ -9,13 +9,30 @@ from app.db.connection import Database, rid
 
 async def add(
     db: Database, owner_id: str, key: str, kind: str, content_type: str, size: int,
-    name: str | None = None,
+    name: str | None = None, quota: int | None = None,
 ) -> dict[str, Any]:
-    return await db.write_one(
-        "CREATE ONLY library CONTENT $item",
-        {"item": {"owner": rid("user", owner_id), "key": key, "kind": kind,
+    """File an item. With `quota`, only if the owner's library stays within that many bytes,
+    checked and filed in one transaction (concurrent uploads cannot both slip under it):
+    Thrown("over_quota") otherwise. The usage record is kept by a database event
+    (scripts/schema.surql `storage_use`), also for finished videos, which are filed
+    whatever the quota: they are paid for, and count from then on."""
+    check = "" if quota is None else """
+        LET $used = (SELECT VALUE bytes FROM ONLY $use) ?? 0;
+        IF $used + $item.size > $quota { THROW "over_quota" };"""
+    result = await db.write(
+        f"BEGIN;{check} RETURN (CREATE ONLY library CONTENT $item); COMMIT;",
+        {"use": rid("storage_use", owner_id), "quota": quota,
+         "item": {"owner": rid("user", owner_id), "key": key, "kind": kind,
                   "content_type": content_type, "size": size, "name": name}},
     )
+    return result[-1]
+
+
+async def used_bytes(db: Database, owner_id: str) -> int:
+    """The bytes of a person's library: uploads and finished videos."""
+    used = await db.read_one("RETURN (SELECT VALUE bytes FROM ONLY $use) ?? 0",
+                             {"use": rid("storage_use", owner_id)})
+    return int(used or 0)
 
 
 async def list_for(db: Database, owner_id: str, kind: str | None = None) -> list[dict[str, Any]]:

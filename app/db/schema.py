@@ -10,6 +10,11 @@ from app.db.connection import Database
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 SCHEMA_PATH = SCRIPTS / "schema.surql"
 CHANGEFEEDS_PATH = SCRIPTS / "changefeeds.surql"
+# The shape of the data, as backups record it (app/backup/): a backup restores only into the
+# same version. Bump it when a change to schema.surql means rows saved before it no longer
+# fit (a new required field without a default, a changed type or meaning); additions that
+# old rows satisfy keep it.
+SCHEMA_VERSION = 1
 
 
 async def apply_schema(db: Database) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.db.connection import Database, Thrown, rid
+from app.emails import InvalidEmail, legacy_form, normalise_email
 
 
 async def create(
@@ -38,6 +39,19 @@ async def by_email(db: Database, email: str) -> dict[str, Any] | None:
         return None  # no account can have it (and asking would be a DatabaseError: a 500)
     rows = await db.read_one("SELECT * FROM user WHERE email = $email LIMIT 1", {"email": email})
     return rows[0] if rows else None
+
+
+async def by_typed_email(db: Database, typed: str) -> dict[str, Any] | None:
+    """The account an address as typed names: by its normal form (app/emails.py), else
+    by the form addresses were stored in before they were normalised."""
+    try:
+        email: str | None = normalise_email(typed)
+    except InvalidEmail:
+        email = None
+    for candidate in dict.fromkeys(e for e in (email, legacy_form(typed)) if e):
+        if (user := await by_email(db, candidate)) is not None:
+            return user
+    return None
 
 
 def _indexable(email: str) -> bool:

@@ -10,7 +10,15 @@ Event cost about 3 KiB each), and keep-alive pings come from one task for the wh
 that walks the streams a slice at a time, instead of a timer or task per stream. The same
 walk finds streams that are stuck (a client that stopped reading, so a write never
 completes): one that has taken nothing from its buffer for a whole ping interval while
-something waited in it is cut off too, so no per-write timer is needed either."""
+something waited in it is cut off too, so no per-write timer is needed either.
+
+One person may hold at most `per_person` streams: opening one more ends their oldest. Its
+page's EventSource reconnects after a few seconds, so a person with more tabs than the cap
+sees them take turns, and a client opening streams in a loop never holds more than the cap.
+The cap is per process: the streams are this process's sockets, so this is where they can
+be counted and closed. Across N processes behind a load balancer a person can hold
+N × per_person; a global cap would need a record per stream in the database and a way to
+close another process's stream (the change feed), which these numbers do not justify."""
 
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ from typing import Any
 log = logging.getLogger("reelforge.events")
 
 QUEUE_SIZE = 64  # events a stream may fall behind before it is cut off
+PER_PERSON = 10  # open streams one person may hold in this process
 # Each open stream gets a keep-alive comment this often: under the 55-60 s idle timeouts of
 # common proxies and load balancers (nginx, AWS ALB, Heroku), and each ping costs CPU.
 PING_SECONDS = 30.0
@@ -113,10 +122,13 @@ class Subscription:
 
 
 class Broker:
-    def __init__(self, queue_size: int = QUEUE_SIZE, ping_seconds: float = PING_SECONDS):
+    def __init__(self, queue_size: int = QUEUE_SIZE, ping_seconds: float = PING_SECONDS,
+                 per_person: int = PER_PERSON):
         self.queue_size = queue_size
         self.ping_seconds = ping_seconds
-        self._subs: dict[str, set[Subscription]] = {}
+        self.per_person = per_person
+        # A dict per person, used as an ordered set: the first key is their oldest stream.
+        self._subs: dict[str, dict[Subscription, None]] = {}
         self._slots: list[set[Subscription]] = [set() for _ in range(PING_SLICES)]
         self._next_slot = 0
         self._helpers: dict[str, asyncio.Task] = {}
@@ -132,8 +144,15 @@ class Broker:
             sub.end()
             return sub
         self._next_slot = (self._next_slot + 1) % PING_SLICES
-        self._subs.setdefault(user_id, set()).add(sub)
+        mine = self._subs.setdefault(user_id, {})
+        mine[sub] = None
         self._slots[sub.slot].add(sub)
+        while len(mine) > self.per_person:
+            oldest = next(iter(mine))
+            log.info("event stream of %s closed: over %d open streams",
+                     user_id, self.per_person)
+            self.unsubscribe(oldest)
+            oldest.end()
         if self.ping_seconds:
             self.run_beside("pinger", self._ping_loop)
         return sub
@@ -142,7 +161,7 @@ class Broker:
         self._slots[sub.slot].discard(sub)
         subs = self._subs.get(sub.user_id)
         if subs is not None:
-            subs.discard(sub)
+            subs.pop(sub, None)
             if not subs:
                 del self._subs[sub.user_id]
 

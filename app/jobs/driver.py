@@ -33,6 +33,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from app.db import idempotency as idempotency_db
 from app.db import jobs as jobs_db
 from app.db.connection import Conflict, ConnectionLost, Database, rid
 from app.jobs import schedule
@@ -55,6 +56,7 @@ log = get_logger("reelforge.driver")
 
 FINALIZE_DOWNLOADS = 24  # results downloaded at once (each then uploads on its own)
 WAKE_GAP = 0.02  # seconds: the shortest time between two claim rounds
+PURGE_EVERY = 600.0  # seconds between purges of expired idempotency keys and webhook ids
 
 TRANSIENT = (TransientProviderError, TransientStorageError, Conflict, ConnectionLost,
              TimeoutError, OSError)
@@ -144,8 +146,15 @@ class Driver:
     async def _heartbeat(self) -> None:
         """Renew the leases of running steps and of renders running here. A render whose
         lease this driver lost (its job was canceled, or taken over) is stopped."""
+        next_purge = time.monotonic() + PURGE_EVERY
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
+            if time.monotonic() >= next_purge:  # housekeeping rides on this loop
+                next_purge = time.monotonic() + PURGE_EVERY
+                try:
+                    await idempotency_db.purge_expired(self.db)
+                except Exception:
+                    log.warning("driver.purge_failed")
             held = set(self._inflight) | set(self._rendering)
             try:
                 kept = set(await jobs_db.renew(self.db, sorted(held), self.id,
@@ -256,7 +265,10 @@ class Driver:
     # -- one step of one job ---------------------------------------------------------
     async def _advance(self, job: dict[str, Any]) -> float | None:
         status = job["status"]
-        if datetime.now(UTC) >= job["deadline_at"] and status != Status.FINALIZING:
+        # Past its deadline a job is canceled at the provider and fails, unless the provider
+        # has already finished (finalizing, or a webhook said so): that render is paid for.
+        if (datetime.now(UTC) >= job["deadline_at"] and status != Status.FINALIZING
+                and not job.get("provider_done")):
             await self._cancel_at_provider(job)
             minutes = round(self.service.settings.job_deadline_seconds / 60)
             await self._fail(job, f"Timed out: the video was not ready after {minutes} minutes")

@@ -4,12 +4,15 @@ database (with its credit effect) and then publishes the change."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from app.db import idempotency as idempotency_db
 from app.db import jobs as jobs_db
 from app.db import library as library_db
 from app.db import templates as templates_db
@@ -24,6 +27,9 @@ log = get_logger("reelforge.jobs")
 
 ACTIVE_VALUES = sorted(s.value for s in ACTIVE)
 FINAL_VALUES = sorted(s.value for s in FINAL)
+RETRYABLE = (Status.FAILED, Status.CANCELED)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_TTL = "24h"  # how long a key's answer is kept (and the key refused for another body)
 
 
 class JobRequestError(Exception):
@@ -39,6 +45,38 @@ class TransitionNotAllowed(RuntimeError):
     pass
 
 
+class IdempotentReplay(Exception):
+    """A submission whose Idempotency-Key already made a job: answer as the first time."""
+
+    def __init__(self, status: int, body: dict[str, Any], job_id: str):
+        super().__init__(job_id)
+        self.status = status
+        self.body = body
+        self.job_id = job_id
+
+
+class _AlreadyRetried(Exception):
+    pass
+
+
+def retry_job_id(job_id: str) -> str:
+    """The one id a retry of `job_id` can have (a second CREATE of it would fail)."""
+    return hashlib.sha256(f"retry-of-{job_id}".encode()).hexdigest()[:32]
+
+
+def submission_fingerprint(template_slug: Any, start_key: Any, variables: Any) -> str:
+    """What an Idempotency-Key is bound to: the submission as sent (JSON or form alike)."""
+    canonical = json.dumps([template_slug, start_key, variables], sort_keys=True,
+                           separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def accepted_body(job_id: str, credits: int) -> dict[str, Any]:
+    """The 202 answer to a submission (stored as it is for Idempotency-Key replays)."""
+    return {"jobId": job_id, "status": "pending", "credits": credits,
+            "message": "Generating video…"}
+
+
 @dataclass
 class JobService:
     db: Database
@@ -51,8 +89,17 @@ class JobService:
         lambda job, before, credits: None)
 
     async def create(
-        self, user_id: str, template_slug: Any, start_key: Any, variables: Any, provider: str
+        self, user_id: str, template_slug: Any, start_key: Any, variables: Any, provider: str,
+        *, idempotency_key: str | None = None, retry_of: str | None = None,
     ) -> dict[str, Any]:
+        """Record a job (credits reserved). With `idempotency_key`, a key this person used
+        within 24 h raises IdempotentReplay (same body) or a 422 (another body), checked
+        again in the transaction that records the job, so concurrent requests make one job.
+        With `retry_of`, see `retry`."""
+        fingerprint = None
+        if idempotency_key is not None:
+            fingerprint = submission_fingerprint(template_slug, start_key, variables)
+            await self._replay(user_id, idempotency_key, fingerprint)
         if not isinstance(template_slug, str) or not template_slug:
             raise _bad("templateSlug", "templateSlug is required")
         if not isinstance(start_key, str) or not start_key:
@@ -69,7 +116,7 @@ class JobService:
         if item is None or item["kind"] != "image":
             raise JobRequestError(404, {"error": "not_found", "field": "startKey",
                                         "message": "That start image is not in your library"})
-        job_id = uuid.uuid4().hex
+        job_id = retry_job_id(retry_of) if retry_of else uuid.uuid4().hex
         now = datetime.now(UTC)
         record = {
             "template": template["slug"], "template_name": template["name"],
@@ -81,16 +128,65 @@ class JobService:
             "deadline_at": now + timedelta(seconds=self.settings.job_deadline_seconds),
             "created_at": now, "updated_at": now, "due_at": now,
         }
+        idempotency = None
+        if idempotency_key is not None:
+            idempotency = {"key": idempotency_key, "fingerprint": fingerprint, "status": 202,
+                           "body": accepted_body(job_id, template["credits"]),
+                           "ttl": IDEMPOTENCY_TTL}
         try:
             job = await jobs_db.create(
-                self.db, job_id, user_id, record, self.settings.max_active_jobs
+                self.db, job_id, user_id, record, self.settings.max_active_jobs,
+                retry_of=retry_of, idempotency=idempotency,
             )
         except Thrown as exc:
+            if exc.code == "already_retried":
+                raise _AlreadyRetried() from None
+            if exc.code == "idempotency_key_used" and idempotency_key and fingerprint:
+                await self._replay(user_id, idempotency_key, fingerprint)
             raise await self._refusal(exc.code, user_id, template["credits"]) from None
         await self.publish("job", job)
         await self.publish("credits", job)
         self.wake_driver()
         return job
+
+    async def _replay(self, user_id: str, key: str, fingerprint: str) -> None:
+        """Raise the first answer to `key` (or 422 for another body); return if unused."""
+        prior = await idempotency_db.get(self.db, user_id, key)
+        if prior is None:
+            return
+        if prior["fingerprint"] != fingerprint:
+            raise JobRequestError(422, {
+                "error": "idempotency_key_reused", "field": IDEMPOTENCY_HEADER,
+                "message": f"This {IDEMPOTENCY_HEADER} was already used with a different "
+                           "request body; send a new key for a new submission"})
+        raise IdempotentReplay(prior["status"], prior["body"], prior["job"])
+
+    async def retry(self, job_id: str, provider: str) -> tuple[dict[str, Any], bool]:
+        """A new job with a failed or canceled job's inputs, for the same person, reserved
+        and charged like any other. One per job, however many ask at once (admin page,
+        CLI): the original's `retried_as` is set in the transaction that records the new
+        job. Returns (the retry job, whether this call made it)."""
+        original = await jobs_db.get(self.db, job_id)
+        if original is None:
+            raise JobRequestError(404, {"error": "not_found", "message": "No such job"})
+        for _ in range(2):
+            if original.get("retried_as"):
+                existing = await jobs_db.get(self.db, original["retried_as"])
+                if existing is not None:
+                    return existing, False
+            if original["status"] not in RETRYABLE:
+                raise JobRequestError(409, {
+                    "error": "not_retryable", "status": original["status"],
+                    "message": "Only a failed or canceled job can be retried."})
+            try:
+                job = await self.create(
+                    str(original["owner"].id), original["template"], original["start_key"],
+                    original["variables"], provider, retry_of=job_id)
+                return job, True
+            except _AlreadyRetried:  # someone else's retry won: answer with theirs
+                original = await jobs_db.get(self.db, job_id) or original
+        raise JobRequestError(409, {"error": "not_retryable",
+                                    "message": "The job could not be retried."})
 
     async def _refusal(self, code: str, user_id: str, price: int) -> JobRequestError:
         if code == "insufficient_credits":
@@ -122,7 +218,14 @@ class JobService:
                 return job
             raise JobRequestError(409, {"error": "already_finished", "status": job["status"],
                                         "message": f"The job has already {job['status']}"})
-        moved = await self.move(job_id, Status.CANCELED, reason=reason,
+        if is_rendered(job):
+            raise JobRequestError(409, {
+                "error": "already_rendered", "status": job["status"],
+                "message": "The video has already been rendered and is being saved, so it "
+                           "can no longer be canceled; it will be charged."})
+        # unrendered: the move itself refuses once the provider has finished, so a cancel
+        # racing the driver (or a webhook) cannot release credits for a paid render.
+        moved = await self.move(job_id, Status.CANCELED, reason=reason, unrendered=True,
                                 fields={"cancel_requested": True, "error": "Canceled"})
         if moved is None:  # it finished in the meantime
             return await self.cancel(user_id, job_id, reason)
@@ -133,11 +236,14 @@ class JobService:
     async def move(
         self, job_id: str, to: Status, *, fields: dict[str, Any] | None = None,
         reason: str | None = None, lease: str | None = None,
-        library: dict[str, Any] | None = None,
+        library: dict[str, Any] | None = None, unrendered: bool = False,
     ) -> dict[str, Any] | None:
         """The one way a job changes status. Returns None when the job was no longer in a
-        state the move starts from (someone else moved it first)."""
+        state the move starts from (someone else moved it first). With `unrendered`, only
+        from a state in which the provider has not finished rendering (see is_rendered)."""
         sources = sources_of(to)
+        if unrendered:
+            sources = [s for s in sources if s != Status.FINALIZING]
         if not sources:
             raise TransitionNotAllowed(to)
         extra = dict(fields or {})
@@ -148,7 +254,7 @@ class JobService:
             credits = "capture" if to == Status.COMPLETED else "release"
         job, before = await jobs_db.transition(
             self.db, job_id, to.value, sources, extra, reason=reason, lease=lease,
-            credits=credits, library=library, with_previous=True,
+            credits=credits, library=library, with_previous=True, unrendered=unrendered,
         )
         if job is not None:
             # The one log line and the metrics of every status change (ids, never the
@@ -173,6 +279,13 @@ class JobService:
             if library:
                 await self.publish("library", job)
         return job
+
+
+def is_rendered(job: dict[str, Any]) -> bool:
+    """The provider has finished (and been paid): the job is being saved, or a webhook said
+    so. From then on a job can no longer be canceled."""
+    return job["status"] not in FINAL_VALUES and (
+        job["status"] == Status.FINALIZING or bool(job.get("provider_done")))
 
 
 def _bad(field: str, message: str) -> JobRequestError:

@@ -78,7 +78,8 @@ def register_secret(*values: str | None) -> None:
 def secrets_of(settings: Any) -> list[str | None]:
     """The configured secrets of a Settings object, for `configure_logging(secrets=…)`."""
     return [getattr(settings, name, None) for name in (
-        "fal_key", "aws_secret_access_key", "secret_key", "metrics_token", "surrealdb_pass")]
+        "fal_key", "aws_secret_access_key", "secret_key", "metrics_token", "surrealdb_pass",
+        "backup_token")]
 
 
 def redact_text(text: str) -> str:

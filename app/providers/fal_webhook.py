@@ -5,7 +5,9 @@ hex signature and the three values come in the X-Fal-Webhook-* headers, and the 
 in a JWKS (`{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": base64url}]}`). Keys are cached
 for `cache_ttl`; when no cached key verifies a signature the JWKS is fetched again, at most
 once per `min_refetch_interval`, so forged calls cannot turn us into a fetch amplifier.
-Replays are the job engine's concern (it dedupes by request id and status).
+With `user_id` (FAL_USER_ID), a call signed for another fal account is refused too.
+Replays inside the 5-minute window are the route's concern (app/web/webhooks.py remembers
+accepted request ids in the database).
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ class WebhookRejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class WrongUser(WebhookRejected):
+    """Genuinely signed by fal, but for another fal account (answer 403): anyone with a fal
+    key can point their own jobs' webhooks at this URL."""
 
 
 class JwksUnavailable(WebhookRejected):
@@ -80,8 +87,10 @@ class FalWebhookVerifier:
         http: httpx.AsyncClient | None = None,
         cache_ttl: float = 24 * 3600,
         min_refetch_interval: float = 60.0,
+        user_id: str | None = None,
     ) -> None:
         self.jwks_url = jwks_url
+        self.user_id = user_id
         self.cache_ttl = cache_ttl
         self.min_refetch_interval = min_refetch_interval
         self._http = http
@@ -125,6 +134,9 @@ class FalWebhookVerifier:
         )
         if not verified:
             raise WebhookRejected("signature does not verify")
+        # After the signature, so that only fal's own calls learn that the account differs.
+        if self.user_id and user_id != self.user_id:
+            raise WrongUser(f"signed for fal user {user_id!r}, not FAL_USER_ID")
         return self._parse(request_id, body)
 
     @staticmethod

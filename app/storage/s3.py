@@ -171,6 +171,42 @@ class S3Storage:
         finally:
             body.close()
 
+    async def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Up to `length` bytes from `start` (one ranged GET; fewer at the object's end)."""
+        validate_key(key)
+
+        def fetch() -> bytes:
+            body = self._client.get_object(Bucket=self.bucket, Key=key,
+                                           Range=f"bytes={start}-{start + length - 1}")["Body"]
+            try:
+                return body.read()
+            finally:
+                body.close()
+
+        return await self._call(fetch)
+
+    async def download_file(self, key: str, path: Path) -> None:
+        """Stream an object to a file on disk (multipart, like put_file)."""
+        validate_key(key)
+        await self._call(self._client.download_file, self.bucket, key, str(path),
+                         Config=self._transfer_config)
+
+    async def list_objects(self, prefix: str, delimiter: str | None = None
+                           ) -> list[tuple[str, int]]:
+        """(key, size) of every object under `prefix`; with `delimiter`, not below the next
+        one (no "subfolders")."""
+
+        def collect() -> list[tuple[str, int]]:
+            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            if delimiter:
+                args["Delimiter"] = delimiter
+            found = []
+            for page in self._client.get_paginator("list_objects_v2").paginate(**args):
+                found += [(o["Key"], int(o["Size"])) for o in page.get("Contents", [])]
+            return found
+
+        return await self._call(collect)
+
     async def exists(self, key: str) -> bool:
         return await self.size(key) is not None
 

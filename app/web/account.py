@@ -1,5 +1,6 @@
-"""The Account page: credits and history, the person's signed-in sessions (end one, or
-all but this one) and a password change, which also ends every other session."""
+"""The Account page: credits and history, storage used of the quota, the person's
+signed-in sessions (end one, or all but this one) and a password change, which also ends
+every other session."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
 
+from app.db import library as library_db
 from app.db import sessions as sessions_db
 from app.db import users as users_db
 from app.web import sessions
@@ -23,6 +25,7 @@ from app.web.auth import (
     user_id_of,
     verify_password,
 )
+from app.web.responses import human_bytes
 
 NOTICES = {
     "ended": "Signed out of your other sessions.",
@@ -62,11 +65,16 @@ class AccountController(Controller):
         listed = [{**row, "device": device_name(row.get("user_agent")),
                    "current": row["key"] == current} for row in rows]
         listed.sort(key=lambda row: not row["current"])  # this one first
+        used = await library_db.used_bytes(db, user_id)
+        quota = services_of(request).settings.storage_quota
+        storage = {"used": human_bytes(used), "quota": human_bytes(quota),
+                   "percent": min(100, used * 100 // quota) if quota else 100,
+                   "full": used >= quota}
         return Template(template_name="pages/account.html", status_code=status, context={
             "user": user, "active_nav": "account",
             "ledger": await users_db.ledger(db, user_id),
             "available": users_db.available(user), "sessions": listed,
-            "password_error": error, "notice": notice,
+            "password_error": error, "notice": notice, "storage": storage,
             "min_password": MIN_PASSWORD,
         })
 

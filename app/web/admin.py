@@ -34,6 +34,8 @@ NOTICES = {
     "canceled": "The job was canceled; its credits were released.",
     "released": "The lease was released; the driver picks the job up now.",
     "retried": "A new job was started with the same inputs, charged to the same account.",
+    "already_retried": "That job had already been retried: this is its retry. Nothing new "
+                       "was started.",
 }
 
 
@@ -148,21 +150,17 @@ class AdminController(Controller):
     @post("/jobs/{job_id:str}/retry")
     async def retry(self, request: Request, job_id: str) -> Response | Template:
         services = services_of(request)
-        job = await _get_job(request, job_id)
-        if job["status"] not in (Status.FAILED, Status.CANCELED):
-            return await _job_page(request, job_id, status=409,
-                                   error="Only a failed or canceled job can be retried.")
-        try:
-            new = await services.jobs.create(
-                str(job["owner"].id), job["template"], job["start_key"], job["variables"],
-                services.settings.provider_name)
+        await _get_job(request, job_id)
+        try:  # one retry per job, whoever asks: a second one is sent to the first's job
+            new, created = await services.jobs.retry(job_id, services.settings.provider_name)
         except JobRequestError as exc:
             return await _job_page(request, job_id, error=exc.body.get("message"),
                                    status=exc.status)
         new_id = str(new["id"].id)
         log.info("admin.retry", admin_id=user_id_of(_admin(request)), job_id=job_id,
-                 new_job_id=new_id)
-        return Redirect(f"/admin/jobs/{new_id}?done=retried", status_code=303)
+                 new_job_id=new_id, created=created)
+        done = "retried" if created else "already_retried"
+        return Redirect(f"/admin/jobs/{new_id}?done={done}", status_code=303)
 
     @post("/jobs/{job_id:str}/release")
     async def release(self, request: Request, job_id: str) -> Response | Template:

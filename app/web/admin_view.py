@@ -33,8 +33,9 @@ def ago(seconds: int | None) -> str:
 
 def admin_job_view(job: dict[str, Any], owner_email: str | None) -> dict[str, Any]:
     lease_until = job.get("lease_until")
+    job_view = _job_view(job)
     return {
-        **_job_view(job),
+        **job_view,
         "owner_email": owner_email or "(deleted account)",
         "owner_id": str(job["owner"].id) if job.get("owner") is not None else "",
         "provider": job.get("provider") or "",
@@ -51,8 +52,10 @@ def admin_job_view(job: dict[str, Any], owner_email: str | None) -> dict[str, An
         "updated_at": job.get("updated_at"),
         "finished_at": job.get("finished_at"),
         "webhook": bool(job.get("webhook")),
-        "retryable": job["status"] in ("failed", "canceled"),
-        "cancelable": job["status"] not in FINAL,
+        "retried_as": job.get("retried_as"),
+        "retry_of": job.get("retry_of"),
+        "retryable": job["status"] in ("failed", "canceled") and not job.get("retried_as"),
+        "cancelable": job["status"] not in FINAL and not job_view["rendered"],
     }
 
 

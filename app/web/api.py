@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated, Any
 
@@ -14,12 +15,19 @@ from app.db import jobs as jobs_db
 from app.db import library as library_db
 from app.db import templates as templates_db
 from app.db import users as users_db
-from app.jobs.service import JobRequestError
+from app.db.connection import Thrown
+from app.jobs.service import (
+    IDEMPOTENCY_HEADER,
+    IdempotentReplay,
+    JobRequestError,
+    accepted_body,
+)
 from app.jobs.states import FINAL, Status, public_status
 from app.web.auth import require_user, services_of, user_id_of
-from app.web.responses import error, is_htmx
+from app.web.responses import error, is_htmx, over_quota
 from app.web.schemas import (
     BAD_REQUEST,
+    IDEMPOTENCY_KEY_SCHEMA,
     JOB_FILTER_SCHEMA,
     NOT_FOUND,
     NOT_SIGNED_IN,
@@ -27,6 +35,7 @@ from app.web.schemas import (
     TOO_LARGE,
     UPLOAD_BODY,
     AlreadyFinished,
+    AlreadyRendered,
     Deleted,
     InsufficientCredits,
     JobList,
@@ -43,6 +52,7 @@ from app.web.schemas import (
 )
 from app.web.uploads import MAX_UPLOAD_BYTES, UploadRejected, check_image
 
+IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # what IDEMPOTENCY_KEY_SCHEMA documents
 STATUS_FILTERS = {
     "active": sorted(s.value for s in Status if s not in FINAL),
     "completed": ["completed"], "failed": ["failed"], "canceled": ["canceled"],
@@ -125,7 +135,9 @@ class ApiController(Controller):
     @post("/library", request_max_body_size=MAX_UPLOAD_BYTES + 1024 * 1024,
           operation_class=operation_with_body("multipart/form-data", UPLOAD_BODY),
           responses={201: ok(Uploaded, "Stored in the library"),
-                     400: BAD_REQUEST, 401: NOT_SIGNED_IN, 413: TOO_LARGE})
+                     400: BAD_REQUEST, 401: NOT_SIGNED_IN,
+                     413: err("Over the size limit, or past the person's storage quota "
+                              "(`storage_quota_exceeded` with `used`, `quota`, `size`)")})
     async def upload(
         self, request: Request,
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
@@ -138,15 +150,26 @@ class ApiController(Controller):
             return error(400, "invalid_image", "Send one image in the multipart field `file`",
                          field="file")
         content = await upload.read()
+        uid = user_id_of(user)
+        quota = services.settings.storage_quota
+        used = await library_db.used_bytes(services.db, uid)  # before decoding: cheap first
+        if used + len(content) > quota:
+            return over_quota(used, len(content), quota)
         try:
             ext, content_type = await check_image(content)  # decoded off the event loop
         except UploadRejected as exc:
             return error(400, "invalid_image", str(exc), field="file")
-        uid = user_id_of(user)
         key = f"users/{uid}/library/{uuid.uuid4().hex}.{ext}"
         await services.storage.put_bytes(key, content, content_type)
-        item = await library_db.add(services.db, uid, key, "image", content_type, len(content),
-                                    name=(upload.filename or "")[:200] or None)
+        try:  # checked again where it counts: with the insert, in one transaction
+            item = await library_db.add(services.db, uid, key, "image", content_type,
+                                        len(content), name=(upload.filename or "")[:200] or None,
+                                        quota=quota)
+        except Thrown as exc:
+            if exc.code != "over_quota":
+                raise
+            await services.storage.delete(key)
+            return over_quota(await library_db.used_bytes(services.db, uid), len(content), quota)
         body = await library_json(request, item)
         if is_htmx(request):
             html = services.fragments.library_tile(item, body["url"])
@@ -176,10 +199,22 @@ class ApiController(Controller):
                      402: err("Not enough credits available", InsufficientCredits),
                      404: err("Unknown template, or the start image is not the caller's"),
                      413: TOO_LARGE,
+                     422: err(f"The {IDEMPOTENCY_HEADER} was already used with another body"),
                      429: err("Too many active jobs", TooManyActiveJobs)})
-    async def submit(self, request: Request) -> Response:
+    async def submit(
+        self, request: Request,
+        idempotency_key: Annotated[str | None, Parameter(
+            header=IDEMPOTENCY_HEADER, required=False, schema_extra=IDEMPOTENCY_KEY_SCHEMA,
+            description="Any unique value (e.g. a UUID) per submission: the same key from "
+                        "the same person within 24 h returns the first answer and creates "
+                        "nothing; with a different body it is refused with 422.",
+        )] = None,
+    ) -> Response:
         user = await require_user(request)
         services = services_of(request)
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            return error(400, "invalid", f"{IDEMPOTENCY_HEADER} must be 1 to 255 visible "
+                         "ASCII characters", field=IDEMPOTENCY_HEADER)
         payload = await _submission(request)
         if isinstance(payload, Response):
             return payload
@@ -187,9 +222,18 @@ class ApiController(Controller):
             job = await services.jobs.create(
                 user_id_of(user), payload.get("templateSlug"), payload.get("startKey"),
                 payload.get("variables"), services.settings.provider_name,
+                idempotency_key=idempotency_key,
             )
+        except IdempotentReplay as replay:
+            # The first answer again. The page gets the job's current card and toast.
+            first = await jobs_db.get(services.db, replay.job_id)
+            if is_htmx(request) and first is not None:
+                from app.web.pages import generate_success_response
+
+                return await generate_success_response(request, user, payload, first)
+            return Response(replay.body, status_code=replay.status)
         except JobRequestError as exc:
-            if is_htmx(request):
+            if is_htmx(request) and exc.body.get("field") != IDEMPOTENCY_HEADER:
                 from app.web.pages import generate_error_response
 
                 return await generate_error_response(request, user, payload, exc)
@@ -198,9 +242,7 @@ class ApiController(Controller):
             from app.web.pages import generate_success_response
 
             return await generate_success_response(request, user, payload, job)
-        return Response({"jobId": str(job["id"].id), "status": "pending",
-                         "credits": job["credits"], "message": "Generating video…"},
-                        status_code=202)
+        return Response(accepted_body(str(job["id"].id), job["credits"]), status_code=202)
 
     @get("/templates/video/status",
          responses={200: ok(JobStatus, "The job's public status"),
@@ -217,7 +259,9 @@ class ApiController(Controller):
     @post("/templates/video/cancel", status_code=200,
           responses={200: ok(JobStatus, "The job, now canceled"),
                      400: BAD_REQUEST, 401: NOT_SIGNED_IN, 404: NOT_FOUND,
-                     409: err("The job had already finished", AlreadyFinished)})
+                     409: err("The job had already finished, or its video had already been "
+                              "rendered (it completes and is charged)",
+                              AlreadyFinished | AlreadyRendered)})
     async def cancel(
         self, request: Request, job_id: Annotated[str, Parameter(query="jobId")]
     ) -> Response:

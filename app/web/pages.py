@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -14,8 +15,10 @@ from litestar.response import Redirect, Template
 from app.db import jobs as jobs_db
 from app.db import library as library_db
 from app.db import templates as templates_db
+from app.db import throttle as throttle_db
 from app.db import users as users_db
 from app.db.connection import Thrown
+from app.emails import InvalidEmail, legacy_form, normalise_email
 from app.jobs.service import JobRequestError
 from app.web import sessions
 from app.web.api import STATUS_FILTERS
@@ -31,10 +34,22 @@ from app.web.auth import (
 from app.web.client_address import client_address
 
 LOGIN_FAILED = "That email and password don't match an account."
+SIGNUP_REFUSED = ("Too many accounts have been created from your network in the last hour. "
+                  "Please try again later, or sign in if you already have an account.")
 
 
 def _client(request: Request) -> str:
     return client_address(request.scope, services_of(request).settings.trusted_proxy_networks)
+
+
+def _network(address: str) -> str:
+    """Sign-ups are counted per IPv4 address but per /64 for IPv6: one subscriber line is
+    usually given a whole /64, so counting single v6 addresses would count nothing."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
 
 def safe_next(target: str | None) -> str:
@@ -212,7 +227,8 @@ class PageController(Controller):
 
     @get("/signup", name="signup")
     async def signup_page(self, request: Request) -> Template:
-        return await _page(request, "signup", None, errors={}, email="")
+        return await _page(request, "signup", None, errors={}, email="",
+                           credits=services_of(request).settings.signup_credits)
 
     @post("/login")
     async def login(
@@ -220,7 +236,11 @@ class PageController(Controller):
         data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
     ) -> Template | Redirect:
         services = services_of(request)
-        email = (data.get("email") or "").strip().lower()[:254]
+        typed = data.get("email") or ""
+        try:  # every spelling of one address shares its account and its counter
+            email = normalise_email(typed)
+        except InvalidEmail:
+            email = legacy_form(typed)
         password = (data.get("password") or "")[:MAX_PASSWORD]
         target = safe_next(data.get("next"))
         throttle = request.app.state.login_throttle
@@ -232,7 +252,7 @@ class PageController(Controller):
                 "error": "Too many attempts. Wait a few minutes and try again."})
         if wait:
             await asyncio.sleep(wait)
-        user = await users_db.by_email(services.db, email) if email else None
+        user = await users_db.by_typed_email(services.db, typed)
         if not await verify_password(user["password_hash"] if user else None, password):
             return Template(template_name="pages/login.html", status_code=400, context={
                 "user": None, "next": target, "email": email, "error": LOGIN_FAILED})
@@ -246,13 +266,25 @@ class PageController(Controller):
         data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
     ) -> Template | Redirect:
         services = services_of(request)
-        email = (data.get("email") or "").strip().lower()
+        settings = services.settings
+        typed = data.get("email") or ""
+        email = legacy_form(typed)  # shown back as typed when it is refused
         password = data.get("password") or ""
         errors: dict[str, str] = {}
-        if "@" not in email or len(email) > 254 or " " in email:
-            errors["email"] = "Enter a valid email address."
+        try:
+            email = normalise_email(typed)
+        except InvalidEmail as exc:
+            errors["email"] = str(exc)
         if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
             errors["password"] = f"Use {MIN_PASSWORD} to {MAX_PASSWORD} characters."
+        # Counted in the database before the account is made (so a concurrent burst from
+        # several processes gets no more through); a form with errors costs nothing.
+        if not errors and await throttle_db.reserve(
+                services.db, [f"signup:{_network(_client(request))}"],
+                settings.signups_per_hour, 3600) is None:
+            return Template(template_name="pages/signup.html", status_code=429, context={
+                "user": None, "errors": {}, "email": email, "error": SIGNUP_REFUSED,
+                "credits": settings.signup_credits})
         user = None
         if not errors:
             try:
@@ -260,14 +292,15 @@ class PageController(Controller):
                 # request of the process stalls while an account is created
                 password_hash = await asyncio.to_thread(hash_password, password)
                 user = await users_db.create(services.db, email, password_hash,
-                                             services.settings.signup_credits)
+                                             settings.signup_credits)
             except Thrown:
                 errors["email"] = "An account with this email already exists. Sign in instead."
             except Exception:
                 errors["email"] = "Enter a valid email address."
         if errors or user is None:
             return Template(template_name="pages/signup.html", status_code=400,
-                            context={"user": None, "errors": errors, "email": email})
+                            context={"user": None, "errors": errors, "email": email,
+                                     "credits": settings.signup_credits})
         sessions.begin(request, user_id_of(user))
         return Redirect("/", status_code=303)
 

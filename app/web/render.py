@@ -9,7 +9,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from app.jobs.states import FINAL, public_status
+from app.jobs.states import FINAL, Status, public_status
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = ROOT / "templates"
@@ -34,6 +34,9 @@ def _job_view(job: dict[str, Any]) -> dict[str, Any]:
         "last_log": job.get("last_log"), "error": job.get("error"),
         "credits": job.get("credits"), "result_key": job.get("result_key"),
         "start_key": job.get("start_key"), "final": status in FINAL,
+        # The provider has finished (finalizing, or its webhook said so): no more Cancel.
+        "rendered": status not in FINAL and (
+            status == Status.FINALIZING or bool(job.get("provider_done"))),
         "elapsed": elapsed, "typical": typical,
         "progress": min(95, int(100 * elapsed / typical)) if status not in FINAL else 100,
         "slow_in": max(0, SLOW_AFTER_SECONDS - elapsed),

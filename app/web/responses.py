@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Request, Response
+from pydantic import ByteSize
 
 
 def error(status: int, code: str, message: str, field: str | None = None) -> Response:
@@ -14,3 +15,18 @@ def error(status: int, code: str, message: str, field: str | None = None) -> Res
 
 def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
+
+
+def human_bytes(n: int) -> str:
+    """'18.0 MiB'."""
+    return ByteSize(n).human_readable(separator=" ")
+
+
+def over_quota(used: int, size: int, quota: int) -> Response:
+    """413 for an upload that would take a person's library over STORAGE_QUOTA: the field,
+    the numbers, and what to do."""
+    message = (f"Not enough storage: your library uses {human_bytes(used)} of "
+               f"{human_bytes(quota)}, and this file is {human_bytes(size)}. Delete something "
+               "from your library to make room.")
+    return Response({"error": "storage_quota_exceeded", "message": message, "field": "file",
+                     "used": used, "quota": quota, "size": size}, status_code=413)

@@ -49,6 +49,14 @@ class AlreadyFinished:
     status: str
 
 
+@dataclass
+class AlreadyRendered:
+    """A cancel after the provider finished rendering: the job completes and is charged."""
+    error: Literal["already_rendered"]
+    message: str
+    status: str
+
+
 def ok(container: Any, description: str) -> ResponseSpec:
     return ResponseSpec(container, description=description, generate_examples=False)
 
@@ -60,6 +68,9 @@ def err(description: str, container: Any = ApiError) -> ResponseSpec:
 # The one query parameter with a fixed set of values (checked by the handler, which names it).
 JOB_FILTERS = ["active", "completed", "failed", "canceled"]
 JOB_FILTER_SCHEMA = {"type": OpenAPIType.STRING, "one_of": None, "enum": JOB_FILTERS}
+# The Idempotency-Key header of POST /api/templates/video (checked by the handler: 400).
+IDEMPOTENCY_KEY_SCHEMA = {"type": OpenAPIType.STRING, "one_of": None, "min_length": 1,
+                          "max_length": 255, "pattern": "^[!-~]+$"}
 
 
 BAD_REQUEST = err("A parameter or the body is invalid; `field` names it when it can")
@@ -176,6 +187,7 @@ class Health:
 class WebhookAck:
     ok: bool
     job: None = field(default=None)
+    replay: bool | None = None  # true: this request id was already accepted; nothing done
 
 
 # -- request bodies that the handlers read themselves --------------------------------------

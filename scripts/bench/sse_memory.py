@@ -514,7 +514,8 @@ async def measure(variant: str, n: int, args) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"sse-bench-{variant}-"))
     env = {**os.environ, "DATA_DIR": str(data_dir), "DATABASE_URL": "mem://",
            "VIDEO_PROVIDER": "local", "STORAGE": "local", "SECRET_KEY": "bench-secret",
-           "SIGNUP_CREDITS": "100000", "MAX_ACTIVE_JOBS": "50"}
+           "SIGNUP_CREDITS": "100000", "MAX_ACTIVE_JOBS": "50",
+           "EVENT_STREAMS_PER_PERSON": str(10**6)}  # all N streams are one person's
     if args.diagnose:
         env["SSE_BENCH_DIAGNOSE"] = str(data_dir / "stalls.jsonl")
     for var in ("FAL_KEY", "PUBLIC_BASE_URL", "ALLOWED_HOSTS"):

@@ -1,20 +1,23 @@
 """Abuse cases the other HTTP suites (test_auth, test_csrf, test_library_api, test_submit_api,
-test_xss) leave out: fal webhooks that are replayed after the 5-minute window or whose body
-was altered, sent through the real route; the server-side fetch of a result video, which
-only goes to https URLs on the configured hosts; and the event stream, which carries only
-the signed-in person's own events, whatever the request says.
+test_xss) leave out: fal webhooks that are replayed (after the 5-minute window, or inside it
+to the same or another process), whose body was altered, or that are signed for another fal
+account than FAL_USER_ID, sent through the real route; the server-side fetch of a result
+video, which only goes to https URLs on the configured hosts; and the event stream, which
+carries only the signed-in person's own events, whatever the request says.
 With no hosts configured, the hosts are fal's media CDN, and a redirect is followed only to
 an allowed host.
 
 Each test fails when its protection is removed: the replayed or altered webhook would mark
-the job done, the video would be fetched from the wrong place, the stream would show
-another person's job."""
+the job done (or, replayed inside its window, note a second delivery), the other account's
+webhook would be accepted, the video would be fetched from the wrong place, the stream would
+show another person's job."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -27,6 +30,7 @@ from app.providers.fal import FalProvider
 from tests.crashkit import Browserless, EventStreamReader, ServerProcess
 from tests.fakes.fal_server import JobSpec
 from tests.helpers import Account, png_bytes
+from tests.integration.api_support import in_app
 from tests.integration.test_jobs_fal import fal_settings
 
 
@@ -43,16 +47,23 @@ def fake(fake_fal):
 async def webhook_app(tmp_path, s3_server, fake):
     """The app with webhooks on (no periodic polling: the first safety check is 30 s away)
     and one submitted job that fal never finishes by itself, so only a webhook can move it."""
+    async with hooked_app(tmp_path, s3_server, fake) as app:
+        yield app
+
+
+@asynccontextmanager
+async def hooked_app(tmp_path, s3_server, fake, **overrides):
     fake.next_jobs(1, never_complete=True)
     settings = fal_settings(tmp_path, s3_server, public_base_url="https://app.example",
-                            allowed_hosts="*", status_interval=None)
+                            allowed_hosts="*", status_interval=None, **overrides)
     async with AsyncTestClient(create_app(settings), base_url="https://testserver.local") as c:
         person = await Account.signup(c, "hooks@example.com")
         job_id = (await person.submit(await person.upload())).json()["jobId"]
         db = c.app.state.services.db
         request_id = None
         for _ in range(100):
-            request_id = (await jobs_db.get(db, job_id)).get("provider_request_id")
+            # on the app's loop: a server (ws://) connection belongs to it
+            request_id = in_app(c, jobs_db.get, db, job_id).get("provider_request_id")
             if request_id:
                 break
             await asyncio.sleep(0.05)
@@ -108,6 +119,117 @@ async def test_a_webhook_with_an_altered_body_changes_nothing(webhook_app, fake)
     r = await _post(client, genuine)  # the control
     assert r.status_code == 200
     assert (await _job(client, job_id))["provider_done"] is True
+
+
+# -- webhooks: replayed inside the window, to this process or another; another fal account --
+
+WEBHOOK_NOTE = "fal's webhook: the render finished"
+
+
+def _deliveries(client, job_id) -> int:
+    """Deliveries the job's timeline records (one per webhook accepted)."""
+    events = in_app(client, jobs_db.timeline, client.app.state.services.db, job_id)
+    return sum(e.get("reason") == WEBHOOK_NOTE for e in events)
+
+
+def _charged(client, email: str) -> int:
+    rows = in_app(client, client.app.state.services.db.read_one,
+                  "SELECT VALUE balance FROM user WHERE email = $e", {"e": email})
+    return 1000 - rows[0]
+
+
+async def test_a_webhook_replayed_inside_its_window_is_answered_and_does_nothing(
+        webhook_app, fake):
+    client, job_id, request_id = webhook_app
+    db = client.app.state.services.db
+    fake.complete_now(request_id)
+    fake.delay_next("video", 2.0)  # the job stays active (finalizing) while it is replayed
+    genuine = fake.build_webhook(request_id)
+    r = await _post(client, genuine)
+    assert (r.status_code, r.json()) == (200, {"ok": True})
+    assert _deliveries(client, job_id) == 1
+    seen = await db.read_one("SELECT * FROM webhook_seen")
+    for msg in (genuine, genuine, fake.build_webhook(request_id)):  # replays, and a resend
+        r = await _post(client, msg)
+        assert (r.status_code, r.json()) == (200, {"ok": True, "replay": True})
+    assert (await _job(client, job_id))["status"] in ("queued", "processing", "finalizing")
+    assert _deliveries(client, job_id) == 1  # nothing noted, nothing changed
+    assert await db.read_one("SELECT * FROM webhook_seen") == seen
+    final = await Account(client, "hooks@example.com").wait_status(job_id, timeout=20)
+    assert final["status"] == "completed"
+    assert _deliveries(client, job_id) == 1 and _charged(client, "hooks@example.com") == 80
+
+
+async def test_a_webhook_for_another_fal_account_is_refused(tmp_path, s3_server, fake):
+    """FAL_USER_ID set: a call genuinely signed by fal, but for another fal user (anyone
+    with a fal key can aim their jobs' webhooks here), is refused and changes nothing."""
+    async with hooked_app(tmp_path, s3_server, fake, fal_user_id="acct-ours") as app:
+        client, job_id, request_id = app
+        r = await _post(client, fake.build_webhook(request_id))  # signed for "fake-user"
+        assert r.status_code == 403, r.text
+        assert r.json()["error"] == "wrong_user"
+        job = await _job(client, job_id)
+        assert job["provider_done"] is False and job["status"] in ("queued", "processing")
+        db = client.app.state.services.db
+        assert _deliveries(client, job_id) == 0
+        assert await db.read_one("SELECT * FROM webhook_seen") == []
+    # the control: FAL_USER_ID naming the account that signed it
+    async with hooked_app(tmp_path, s3_server, fake, fal_user_id="fake-user") as app:
+        client, job_id, request_id = app
+        assert (await _post(client, fake.build_webhook(request_id))).status_code == 200
+        assert (await _job(client, job_id))["provider_done"] is True
+
+
+async def test_a_cancel_after_the_webhook_is_refused_and_the_job_is_charged(webhook_app, fake):
+    client, job_id, request_id = webhook_app
+    fake.complete_now(request_id)
+    fake.delay_next("video", 2.0)
+    assert (await _post(client, fake.build_webhook(request_id))).status_code == 200
+    person = Account(client, "hooks@example.com")
+    r = await person.post("/api/templates/video/cancel", params={"jobId": job_id})
+    assert r.status_code == 409, r.text
+    assert r.json()["error"] == "already_rendered"
+    assert (await person.wait_status(job_id, timeout=20))["status"] == "completed"
+    assert _charged(client, person.email) == 80
+
+
+async def test_a_rendered_job_past_its_deadline_still_completes(webhook_app, fake):
+    """fal finished and said so before the deadline check ran: the render is paid for, so
+    the job is saved and charged, not canceled at fal and failed."""
+    client, job_id, request_id = webhook_app
+    await client.app.state.services.db.write(
+        "UPDATE $j SET deadline_at = time::now() - 1s", {"j": (await _job(client, job_id))["id"]})
+    fake.complete_now(request_id)
+    assert (await _post(client, fake.build_webhook(request_id))).status_code == 200
+    person = Account(client, "hooks@example.com")
+    assert (await person.wait_status(job_id, timeout=20))["status"] == "completed"
+    assert fake.count("cancel", request_id) == 0
+    assert _charged(client, person.email) == 80
+
+
+async def test_a_webhook_replayed_to_another_process_does_nothing(
+        tmp_path, s3_server, fake, surreal_server_url, surreal_db_name):
+    """Two app processes (each its own memory) on one SurrealDB server: a webhook accepted
+    by one and replayed to the other is caught there, from the database."""
+    shared = dict(database_url=surreal_server_url, surrealdb_user="root",
+                  surrealdb_pass="root", surrealdb_db=surreal_db_name)
+    async with hooked_app(tmp_path, s3_server, fake, **shared) as (first, job_id, request_id):
+        settings = fal_settings(tmp_path, s3_server, public_base_url="https://app.example",
+                                allowed_hosts="*", status_interval=None, **shared)
+        async with AsyncTestClient(create_app(settings),
+                                   base_url="https://testserver.local") as second:
+            fake.complete_now(request_id)
+            fake.delay_next("video", 2.0)
+            msg = fake.build_webhook(request_id)
+            r = await _post(first, msg)
+            assert (r.status_code, r.json()) == (200, {"ok": True})
+            r = await _post(second, msg)
+            assert (r.status_code, r.json()) == (200, {"ok": True, "replay": True})
+            assert _deliveries(first, job_id) == 1
+            person = Account(first, "hooks@example.com")
+            assert (await person.wait_status(job_id, timeout=30))["status"] == "completed"
+            assert _deliveries(first, job_id) == 1
+            assert _charged(first, person.email) == 80
 
 
 # -- the result video is fetched only over https from the configured hosts ----------------

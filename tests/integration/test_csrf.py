@@ -24,8 +24,10 @@ from tests.integration.api_support import (
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # fal can't send a token (its calls are signed); /events is a read-only stream that never
-# reads a body (excluded in create_app: the CSRF middleware's form parsing crashes there).
-NOT_CSRF_PROTECTED = {"/api/webhooks/fal", "/events"}
+# reads a body (excluded in create_app: the CSRF middleware's form parsing crashes there);
+# /admin/backups/run takes a bearer BACKUP_TOKEN from loopback only, never a cookie, so a
+# cross-site form cannot use it (tests/integration/test_backup.py covers its refusals).
+NOT_CSRF_PROTECTED = {"/api/webhooks/fal", "/events", "/admin/backups/run"}
 
 
 def unsafe_routes(app) -> list[tuple[str, str]]:

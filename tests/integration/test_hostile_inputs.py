@@ -98,8 +98,9 @@ async def test_decoding_uploads_does_not_hold_up_other_requests(client, alice):
     statuses, latencies, elapsed = await asyncio.to_thread(run)
     assert statuses == [201, 201, 201]
     worst = max(latencies)
-    # three decodes of ~0.5 s each went on meanwhile; /health never waited for one
-    assert worst < 0.25, (worst, elapsed, len(latencies))
+    # three decodes of ~0.5 s each went on meanwhile; /health never waited for one (on
+    # the loop the worst wait was 0.81 s, in threads 0.59 s; a loaded machine adds ~0.1 s)
+    assert worst < 0.45, (worst, elapsed, len(latencies))
     assert elapsed > 2 * worst, (worst, elapsed)
 
 

@@ -139,23 +139,28 @@ async def test_a_job_submitted_on_a_is_seen_live_on_b_and_c(cluster):
         job_id = r.json()["jobId"]
         for reader in readers:
             # the new card and its toast, each change of the card, and the credits held
-            await reader.until(lambda e: e.event == "jobs" and job_id in e.data)
-            await reader.until(lambda e: e.event == "credits" and ">920<" in e.data.replace(
-                " ", ""), timeout=15)
-            # the finished card, its toast and the library tile (in whichever order the
-            # feed brings the one transaction that made them)
-            wanted = {f"job-{job_id}", f"toast-{job_id}", "library"}
+            # the new card and its toast, the credits held while it runs, each change of
+            # the card, then the finished card, its toast, the library tile and the charge
+            # (in whichever order the feed brings them)
+            def seen(test, reader=reader) -> bool:
+                return any(test(x) for x in reader.seen)
 
-            def finished(e, reader=reader, wanted=wanted) -> bool:
-                return not wanted - {x.event for x in reader.seen if job_id in x.data and (
-                    'data-status="completed"' in x.data or "toast-success" in x.data
-                    or x.event == "library")}
-
-            try:
-                await reader.until(finished, timeout=60)
-            except TimeoutError:
-                raise AssertionError(f"saw {[(e.event, e.data[:120]) for e in reader.seen]}"
-                                     ) from None
+            wanted = [
+                lambda x: x.event == "jobs" and job_id in x.data,
+                lambda x: x.event == "credits" and "1000 credits, 920 available" in x.data,
+                lambda x: x.event == f"job-{job_id}" and 'data-status="completed"' in x.data,
+                lambda x: x.event == f"toast-{job_id}" and "toast-success" in x.data,
+                lambda x: x.event == "library" and job_id in x.data,
+                lambda x: x.event == "credits" and 'title="920 credits' in x.data,
+            ]
+            deadline = time.monotonic() + 60
+            while not all(seen(test) for test in wanted):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    missing = [i for i, test in enumerate(wanted) if not seen(test)]
+                    raise AssertionError(f"missing {missing}; saw "
+                                         f"{[(e.event, e.data[:160]) for e in reader.seen]}")
+                await reader.next(left)
             done = [e for e in reader.seen if e.event == f"job-{job_id}"][-1]
             assert 'data-status="completed"' in done.data and "<video" in done.data
             statuses = [e.data.split('data-status="')[1].split('"')[0] for e in reader.seen

@@ -64,7 +64,7 @@ def _jobs_at_rest(data_dir) -> list[dict]:
 def test_sigterm_under_load_then_resume(tmp_path, fake):
     server = ServerProcess(tmp_path, {
         **fake.env(), "VIDEO_PROVIDER": "fal", "STATUS_INTERVAL": "0.2",
-        "MAX_ACTIVE_JOBS": "10"})
+        "MAX_ACTIVE_JOBS": "10", "EVENT_STREAMS_PER_PERSON": str(STREAMS)})
     server.start()
     readers: list[EventStreamReader] = []
     try:

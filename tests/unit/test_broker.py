@@ -70,7 +70,7 @@ async def test_a_stream_that_falls_behind_is_cut_off_without_holding_up_the_othe
 
 
 async def test_the_pinger_visits_one_slice_at_a_time_and_cuts_off_stuck_streams():
-    broker = Broker(ping_seconds=0)
+    broker = Broker(ping_seconds=0, per_person=PING_SLICES * 2)
     subs = [broker.subscribe("alice") for _ in range(PING_SLICES * 2)]
     slot = subs[0].slot
     in_slot = [s for s in subs if s.slot == slot]
