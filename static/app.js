@@ -218,12 +218,13 @@
     }
   });
 
-  // The generate form's "You have N available" follows the header's balance, which the
-  // stream keeps current (and says when the price is more than that).
+  // The generate form's "You have N available" follows the header's badge (balance less
+  // what running jobs hold), which the stream keeps current (and says when the price is
+  // more than that).
   function syncAvailable() {
-    var amount = document.querySelector("#credits .credits-amount");
-    if (!amount) return;
-    var available = Number(amount.textContent.trim());
+    var badge = document.getElementById("credits");
+    if (!badge || badge.dataset.creditsAvailable === undefined) return;
+    var available = Number(badge.dataset.creditsAvailable);
     document.querySelectorAll("[data-available]").forEach(function (el) {
       el.textContent = String(available);
     });

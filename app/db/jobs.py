@@ -383,3 +383,17 @@ async def release_lease(db: Database, job_id: str, active: list[str], reason: st
 
 
 __all__ = ["Thrown"]
+
+
+async def recent_durations(db: Database, template: str, provider: str,
+                           limit: int = 50) -> list[float]:
+    """Seconds from creation to finish of the last `limit` completed jobs of a template and
+    provider, newest first (walks the job_history index: equality prefix, then finished_at)."""
+    rows = await db.read_one(
+        "SELECT created_at, finished_at FROM video_job WITH INDEX job_history "
+        "WHERE template = $t AND provider = $p AND status = 'completed' "
+        "ORDER BY finished_at DESC LIMIT $n",
+        {"t": template, "p": provider, "n": limit},
+    )
+    return [(r["finished_at"] - r["created_at"]).total_seconds() for r in rows
+            if r.get("finished_at") and r.get("created_at")]

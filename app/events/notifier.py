@@ -142,6 +142,7 @@ class Notifier:
     async def job_events(self, job: dict[str, Any], new: bool) -> list[ServerEvent]:
         job_id = str(job["id"].id)
         video_url = await self.storage.url(job["result_key"]) if job.get("result_key") else None
+        await self.fragments.durations.prime(self.db, [job])  # a query per minute at most
         card = self.fragments.job_card(job, video_url)
         toast = self.fragments.toast(job)
         if new:

@@ -85,6 +85,17 @@ async def job_status_json(request: Request, job: dict[str, Any]) -> dict[str, An
     body: dict[str, Any] = {"status": status, "message": status_message(job)}
     if job.get("queue_position") is not None:
         body["queuePosition"] = job["queue_position"]
+    # What the card shows, when it is known: from the provider's progress or past jobs'
+    # run times (the template's rough figure is no measurement, so it is left out).
+    fragments = services_of(request).fragments
+    await fragments.durations.prime(services_of(request).db, [job])
+    view = fragments.job_view(job)
+    if view["progress_source"] != "template" and job["status"] != Status.FINALIZING:
+        body["progress"] = round(view["progress"] / 100, 2)
+    elif job["status"] == Status.FINALIZING:
+        body["progress"] = 1.0  # rendered; only saving is left
+    if view["eta"] is not None and job["status"] != Status.FINALIZING:
+        body["etaSeconds"] = round(view["eta"])
     return body
 
 
@@ -245,7 +256,9 @@ class ApiController(Controller):
         return Response(accepted_body(str(job["id"].id), job["credits"]), status_code=202)
 
     @get("/templates/video/status",
-         responses={200: ok(JobStatus, "The job's public status"),
+         responses={200: ok(JobStatus, "The job's public status; while active, `progress` "
+                               "(0–1) and `etaSeconds` when known (the provider's progress, "
+                               "or recent run times of the template)"),
                     400: BAD_REQUEST, 401: NOT_SIGNED_IN, 404: NOT_FOUND})
     async def status(
         self, request: Request, job_id: Annotated[str, Parameter(query="jobId")]

@@ -137,6 +137,7 @@ async def generate_success_response(
                                  template_slug=payload.get("templateSlug"),
                                  image_key=payload.get("startKey"), values=values)
     f = services.fragments
+    await f.durations.prime(services.db, [job])
     html = f.render("generate", **ctx, oob=False)
     html += _upsert("#job-list", "afterbegin", f.job_card(job))
     html += _upsert("#toasts", "beforeend", f.toast(job))
@@ -166,6 +167,7 @@ class PageController(Controller):
         items = await _images(request, uid)
         ctx = await generate_context(request, user, image_key=image, images=items)
         recent = await jobs_db.list_for(services_of(request).db, uid, limit=8)
+        await services_of(request).fragments.durations.prime(services_of(request).db, recent)
         return await _page(request, "workspace", user, items=items, jobs=recent, gen=ctx,
                            urls=await job_urls(request, recent))
 
@@ -177,6 +179,7 @@ class PageController(Controller):
             return Redirect("/login?next=/templates")
         ctx = await generate_context(request, user, template_slug=template, image_key=image)
         recent = await jobs_db.list_for(services_of(request).db, user_id_of(user), limit=8)
+        await services_of(request).fragments.durations.prime(services_of(request).db, recent)
         return await _page(request, "templates", user, gen=ctx, jobs=recent,
                            urls=await job_urls(request, recent), selected=template)
 
@@ -188,6 +191,7 @@ class PageController(Controller):
         selected = status if status in STATUS_FILTERS else None
         rows = await jobs_db.list_for(services_of(request).db, user_id_of(user),
                                       STATUS_FILTERS[selected] if selected else None, limit=100)
+        await services_of(request).fragments.durations.prime(services_of(request).db, rows)
         return await _page(request, "jobs", user, jobs=rows, urls=await job_urls(request, rows),
                            filter=selected)
 

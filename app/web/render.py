@@ -4,11 +4,13 @@ the event stream (one partial per stateful widget, rendered the same way everywh
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from app.jobs.progress import Durations, estimate, eta_text, typical_text
 from app.jobs.states import FINAL, Status, public_status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,11 +24,16 @@ def _elapsed(job: dict[str, Any]) -> int:
     return max(0, int((end - job["created_at"]).total_seconds()))
 
 
-def _job_view(job: dict[str, Any]) -> dict[str, Any]:
-    """What the partials need of a job, computed in one place."""
+def _job_view(job: dict[str, Any], durations: Durations | None = None) -> dict[str, Any]:
+    """What the partials need of a job, computed in one place. `durations` holds the run
+    times of past jobs (primed by the caller: rendering never queries)."""
     elapsed = _elapsed(job)
-    typical = max(1, int(job.get("typical_seconds") or 120))
     status = job["status"]
+    est = estimate(job, elapsed, datetime.now(UTC).timestamp(), durations)
+    # A countdown only from the provider's progress or from history; the template's
+    # figure is said as what it is ("usually about 2 min").
+    pace = (eta_text(est["eta"]) if est["eta"] is not None and est["eta"] >= 1
+            else "almost done" if est["eta"] is not None else typical_text(est["expected"]))
     return {
         "id": str(job["id"].id), "status": status, "public_status": public_status(status),
         "template_name": job.get("template_name", ""), "template": job.get("template", ""),
@@ -37,8 +44,11 @@ def _job_view(job: dict[str, Any]) -> dict[str, Any]:
         # The provider has finished (finalizing, or its webhook said so): no more Cancel.
         "rendered": status not in FINAL and (
             status == Status.FINALIZING or bool(job.get("provider_done"))),
-        "elapsed": elapsed, "typical": typical,
-        "progress": min(95, int(100 * elapsed / typical)) if status not in FINAL else 100,
+        "elapsed": elapsed, "typical": int(est["expected"]),
+        # Finalizing: the provider has finished; only saving is left.
+        "progress": est["progress"] if status not in FINAL and status != Status.FINALIZING
+        else 100,
+        "progress_source": est["source"], "eta": est["eta"], "pace": pace,
         "slow_in": max(0, SLOW_AFTER_SECONDS - elapsed),
         "created_at": job["created_at"],
         # The version of what the fragments show: the record's rev, bumped by the database
@@ -56,7 +66,10 @@ def make_environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals["job_view"] = _job_view
+    # One cache of past run times per app (the environment is built once per app).
+    durations = Durations()
+    env.globals["durations"] = durations
+    env.globals["job_view"] = partial(_job_view, durations=durations)
     env.filters["duration"] = lambda s: f"{int(s) // 60}:{int(s) % 60:02d}"
     return env
 
@@ -66,15 +79,17 @@ class Fragments:
 
     def __init__(self, env: Environment):
         self.env = env
+        self.durations: Durations = env.globals["durations"]
+        self.job_view = env.globals["job_view"]
 
     def render(self, name: str, **context: Any) -> str:
         return self.env.get_template(f"partials/{name}.html").render(**context)
 
     def job_card(self, job: dict[str, Any], video_url: str | None = None) -> str:
-        return self.render("job_card", job=_job_view(job), video_url=video_url)
+        return self.render("job_card", job=self.job_view(job), video_url=video_url)
 
     def toast(self, job: dict[str, Any], announce: bool = False) -> str:
-        return self.render("toast", job=_job_view(job), announce=announce)
+        return self.render("toast", job=self.job_view(job), announce=announce)
 
     def message_toast(self, kind: str, message: str, link: str | None = None,
                       link_text: str | None = None) -> str:

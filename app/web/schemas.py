@@ -138,6 +138,12 @@ class JobActive:
     status: Literal["pending", "processing"]
     message: str
     queuePosition: int | None = None  # noqa: N815
+    # How far along, 0–1: the provider's own progress when it reports one, otherwise the
+    # time elapsed against the median run time of recent jobs of that template. Absent
+    # until something is known.
+    progress: float | None = None
+    # Seconds left (≥ 0), estimated the same way; absent when unknown.
+    etaSeconds: int | None = None  # noqa: N815
 
 
 @dataclass

@@ -307,8 +307,11 @@ def upload(page: Page, name: str = "sunset.png", seed: int = 0) -> str:
     page.wait_for_function("n => document.querySelectorAll('#library-grid > .tile').length > n",
                            arg=before)
     key = page.locator("#library-grid > .tile").first.get_attribute("data-key")
-    # …and the workspace panel has been redrawn with it as the start image.
+    # …and the workspace panel has been redrawn with it as the start image, and htmx has
+    # finished with the swap (until it has, the new form's controls have no listeners: a
+    # template picked in that moment would load nothing).
     page.wait_for_function(
         "key => document.querySelector('#gen-image')?.value === key && "
-        "document.querySelector('#workspace-panel')?.dataset.imageKey === key", arg=key)
+        "document.querySelector('#workspace-panel')?.dataset.imageKey === key && "
+        "!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')", arg=key)
     return key

@@ -136,8 +136,9 @@ def test_generate_from_workspace_live(page: Page, fal_server: ServerProcess,
 
     job_id = press_generate(page)
     shot(page, "live-02-generating-toast")
-    # The price is held at once: the header shows what is still available.
-    expect(page.locator("#credits .credits-amount")).to_have_text(str(1000 - CAR_PRICE))
+    # The price is held at once, not charged: the balance stands, with what is held.
+    expect(page.locator("#credits .credits-amount")).to_have_text("1000")
+    expect(page.locator("#credits .credits-held")).to_have_text(f"· {CAR_PRICE} held")
     # Nothing typed is lost: the form stays as it was.
     expect(page.locator("#var-BRAND")).to_have_value("Aurora")
 
@@ -216,7 +217,7 @@ def test_generate_from_templates_tab(page: Page, fal_server: ServerProcess,
     page.fill("#var-PRODUCT", "wireless headphones")
     job_id = press_generate(page)
     expect(card(page, job_id).locator(".job-title")).to_have_text("Product turntable")
-    expect(page.locator("#credits .credits-amount")).to_have_text("950")
+    expect(page.locator("#credits .credits-held")).to_have_text("· 50 held")
     shot(page, "templates-02-generating")
     page.wait_for_selector(f"#job-{job_id}.job-card[data-status=completed]")
     assert_in_order(statuses(page, job_id), ["queued", "processing", "completed"])
@@ -242,7 +243,7 @@ def test_two_tabs_both_update(context: BrowserContext, fal_server: ServerProcess
     # The other tab hears of the new job from the stream alone.
     second.wait_for_selector(f"#job-list #job-{job_id}")
     second.wait_for_selector(f"#toast-{job_id}")
-    expect(second.locator("#credits .credits-amount")).to_have_text(str(1000 - CAR_PRICE))
+    expect(second.locator("#credits .credits-held")).to_have_text(f"· {CAR_PRICE} held")
     for tab in (first, second):
         tab.wait_for_selector(f"#job-{job_id}.job-card[data-status=completed]")
         assert_in_order(statuses(tab, job_id), ["processing", "completed"])
@@ -307,7 +308,7 @@ def test_cancel_from_card(page: Page, fal_server: ServerProcess, fake: FakeFal) 
     fill_car(page)
     job_id = press_generate(page)
     wait_status(page, job_id, "processing")
-    expect(page.locator("#credits .credits-amount")).to_have_text(str(1000 - CAR_PRICE))
+    expect(page.locator("#credits .credits-held")).to_have_text(f"· {CAR_PRICE} held")
     shot(page, "cancel-01-running")
 
     dialogs: list[str] = []

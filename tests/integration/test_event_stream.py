@@ -33,6 +33,12 @@ def credits_shown(event: SSE) -> int:
     return int(m.group(1))
 
 
+def held_shown(event: SSE) -> int:
+    """What running jobs hold of the balance, as the badge says it (0: not shown)."""
+    m = re.search(r'class="credits-held">· (\d+) held<', event.data)
+    return int(m.group(1)) if m else 0
+
+
 def is_credits(event: SSE) -> bool:
     return event.event == "credits"
 
@@ -78,7 +84,8 @@ async def test_snapshot_on_connect_has_active_jobs_and_credits(live_server):
     card, toast, balance = first
     assert f'id="job-{job_id}"' in card.data and status_of(card) == "pending"
     assert f'id="toast-{job_id}"' in toast.data and "Generating video" in toast.data
-    assert credits_shown(balance) == 1000 - 80  # the price is reserved
+    # The price is held, not charged: the balance stands.
+    assert credits_shown(balance) == 1000 and held_shown(balance) == 80
 
 
 async def test_events_of_one_job_in_order_through_completed(live_server):
@@ -99,7 +106,7 @@ async def test_events_of_one_job_in_order_through_completed(live_server):
         # The new card and its toast first, then the reserved balance.
         assert names[:3] == ["jobs", "toasts", "credits"], names
         assert status_of(seen[0]) == "pending" and f'id="job-{job_id}"' in seen[0].data
-        assert credits_shown(seen[2]) == 920
+        assert credits_shown(seen[2]) == 1000 and held_shown(seen[2]) == 80
         # Every later change of the card replaces it by its id, never going back.
         cards = [status_of(e) for e in seen if e.event == f"job-{job_id}"]
         assert cards[0] == "queued" and cards[-1] == "completed", cards
@@ -110,7 +117,7 @@ async def test_events_of_one_job_in_order_through_completed(live_server):
         assert [e.event for e in after] == [f"job-{job_id}", f"toast-{job_id}", "credits",
                                             "library"], [e.event for e in after]
         assert "Video generated" in after[1].data
-        assert credits_shown(after[2]) == 920
+        assert credits_shown(after[2]) == 920 and held_shown(after[2]) == 0
         assert "<video" in after[3].data and job_id in after[3].data
         # It finished while a page was open: nothing to announce on the next visit.
         async with open_events(alice) as again:
@@ -131,7 +138,7 @@ async def test_fan_out_to_two_streams_of_one_person(live_server):
             for stream in (one, two):
                 card = await stream.until(lambda e: e.event == "jobs")
                 assert f'id="job-{job_id}"' in card.data
-                assert credits_shown(await stream.until(is_credits)) == 920
+                assert held_shown(await stream.until(is_credits)) == 80
 
 
 async def test_no_events_of_another_person(live_server):
