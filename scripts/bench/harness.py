@@ -745,6 +745,26 @@ async def open_event_streams(account: Account, n: int, port: int, *, batch: int 
     return streams
 
 
+async def health_probe(url: str, start_at: float, stop_at: float,
+                       interval: float, timeout: float = 30) -> list[tuple[float, float, int]]:
+    """GET /health every `interval` s between two wall-clock times: (start, ms, status)."""
+    import httpx
+
+    samples = []
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as http:
+        await http.get("/health")
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        while (t0 := time.time()) < stop_at:
+            p0 = time.perf_counter()
+            try:
+                status = (await http.get("/health")).status_code
+            except httpx.HTTPError:
+                status = 0
+            samples.append((t0, (time.perf_counter() - p0) * 1000, status))
+            await asyncio.sleep(max(0.0, interval - (time.perf_counter() - p0)))
+    return samples
+
+
 def run(coro) -> Any:
     """asyncio.run with uvloop when it is installed (as uvicorn runs the app)."""
     try:

@@ -89,25 +89,6 @@ async def uploader(account: harness.Account, upload: tuple[str, bytes, str], sta
     return samples
 
 
-async def health_probe(url: str, start_at: float, stop_at: float,
-                       interval: float) -> list[tuple[float, float, int]]:
-    import httpx
-
-    samples = []
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        await http.get("/health")
-        await asyncio.sleep(max(0.0, start_at - time.time()))
-        while (t0 := time.time()) < stop_at:
-            p0 = time.perf_counter()
-            try:
-                status = (await http.get("/health")).status_code
-            except httpx.HTTPError:
-                status = 0
-            samples.append((t0, (time.perf_counter() - p0) * 1000, status))
-            await asyncio.sleep(max(0.0, interval - (time.perf_counter() - p0)))
-    return samples
-
-
 async def scenario(server: harness.AppServer, accounts: list[harness.Account],
                    uploads: dict[str, tuple[str, bytes, str]], args) -> dict[str, Any]:
     start_at = time.time() + 0.5
@@ -123,7 +104,9 @@ async def scenario(server: harness.AppServer, accounts: list[harness.Account],
     loads = [uploader(acc, up, start_at, stop_at)
              for acc, up in zip(accounts, uploads.values(), strict=True)]
     server_cpu, health, *per_image = await asyncio.gather(
-        cpu_window(), health_probe(server.url, start_at, stop_at, args.health_interval), *loads)
+        cpu_window(),
+        harness.health_probe(server.url, start_at, stop_at, args.health_interval, timeout=60),
+        *loads)
 
     def in_window(rows):
         return [r for r in rows if window_start <= r[0] < stop_at]
@@ -161,8 +144,9 @@ async def bench(args) -> dict[str, Any]:
         for a in accounts:
             await a.aclose()
         now = time.time()
-        idle = await health_probe(server.url, now + 0.2, now + 0.2 + min(5.0, args.seconds),
-                                  args.health_interval)
+        idle = await harness.health_probe(
+            server.url, now + 0.2, now + 0.2 + min(5.0, args.seconds), args.health_interval,
+            timeout=60)
         results["idle"] = {"health_ms": harness.summary([ms for _t, ms, st in idle
                                                          if st == 200])}
         for name in SCENARIOS:

@@ -66,25 +66,6 @@ async def _work(conn, accounts: list[dict[str, Any]], start_at: float, stop_at: 
 
 
 # --- the parent -----------------------------------------------------------------------------
-async def health_probe(url: str, start_at: float, stop_at: float,
-                       interval: float) -> list[tuple[float, float, int]]:
-    import httpx
-
-    samples = []
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        await http.get("/health")
-        await asyncio.sleep(max(0.0, start_at - time.time()))
-        while (t0 := time.time()) < stop_at:
-            p0 = time.perf_counter()
-            try:
-                status = (await http.get("/health")).status_code
-            except httpx.HTTPError:
-                status = 0
-            samples.append((t0, (time.perf_counter() - p0) * 1000, status))
-            await asyncio.sleep(max(0.0, interval - (time.perf_counter() - p0)))
-    return samples
-
-
 async def bench(args) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-submit-"))
     fake = harness.FakeFalProcess(queue_time=args.job_seconds, run_time=60).start()
@@ -126,7 +107,7 @@ async def bench(args) -> dict[str, Any]:
                 await asyncio.to_thread(spy.wait, 30)
             return {"server_cpu": cpu.read(), "fake_fal_cpu": fake_cpu.read()}
 
-        probes = [health_probe(server.url, start_at, stop_at, args.health_interval)
+        probes = [harness.health_probe(server.url, start_at, stop_at, args.health_interval)
                   for _ in range(args.health_clients)]
         window, *health_lists = await asyncio.gather(measure_window(), *probes)
         samples: list[tuple[float, float, int]] = []
