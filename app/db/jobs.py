@@ -224,7 +224,7 @@ async def claim_many(
         RETURN AFTER
         """,
         {"jids": [rid("video_job", j) for j in job_ids], "owner": owner,
-         "ttl": f"{int(ttl_s * 1000)}ms", "active": active},
+         "ttl": _ms(ttl_s), "active": active},
     )
     order = {j: i for i, j in enumerate(job_ids)}
     return sorted(rows or [], key=lambda r: order.get(str(r["id"].id), len(order)))

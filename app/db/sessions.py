@@ -78,4 +78,4 @@ async def end_one(db: Database, user_id: str, key: str) -> list[str]:
 
 
 async def purge_expired(db: Database) -> None:
-    await db.write("DELETE session WHERE expires_at <= time::now()")
+    await db.write("DELETE session WHERE expires_at <= time::now() RETURN NONE")

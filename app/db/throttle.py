@@ -48,5 +48,5 @@ async def clear(db: Database, keys: list[str]) -> None:
 
 async def purge(db: Database, older_than_s: float) -> None:
     """Forget counters whose window ended long ago (housekeeping)."""
-    await db.write("DELETE throttle WHERE since < time::now() - type::duration($age)",
+    await db.write("DELETE throttle WHERE since < time::now() - type::duration($age) RETURN NONE",
                    {"age": f"{int(older_than_s)}s"})

@@ -33,7 +33,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from app.db import idempotency as idempotency_db
+from app.db import housekeeping
 from app.db import jobs as jobs_db
 from app.db.connection import Conflict, ConnectionLost, Database, rid
 from app.jobs import schedule
@@ -56,7 +56,6 @@ log = get_logger("reelforge.driver")
 
 FINALIZE_DOWNLOADS = 24  # results downloaded at once (each then uploads on its own)
 WAKE_GAP = 0.02  # seconds: the shortest time between two claim rounds
-PURGE_EVERY = 600.0  # seconds between purges of expired idempotency keys and webhook ids
 
 TRANSIENT = (TransientProviderError, TransientStorageError, Conflict, ConnectionLost,
              TimeoutError, OSError)
@@ -146,13 +145,13 @@ class Driver:
     async def _heartbeat(self) -> None:
         """Renew the leases of running steps and of renders running here. A render whose
         lease this driver lost (its job was canceled, or taken over) is stopped."""
-        next_purge = time.monotonic() + PURGE_EVERY
+        next_purge = time.monotonic() + housekeeping.PURGE_EVERY
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             if time.monotonic() >= next_purge:  # housekeeping rides on this loop
-                next_purge = time.monotonic() + PURGE_EVERY
+                next_purge = time.monotonic() + housekeeping.PURGE_EVERY
                 try:
-                    await idempotency_db.purge_expired(self.db)
+                    await housekeeping.purge_expired(self.db)
                 except Exception:
                     log.warning("driver.purge_failed")
             held = set(self._inflight) | set(self._rendering)

@@ -73,3 +73,13 @@ def client_address(scope: dict, networks: tuple[Network, ...]) -> str:
             ip = _address(hop)
             return str(ip) if ip is not None else peer
     return str(_address(chain[0])) if chain and _address(chain[0]) else peer
+
+
+def counting_network(address: str) -> str:
+    """What per-address limits count: an IPv4 address, but an IPv6 /64, since one
+    subscriber line is usually given a whole /64 and single v6 addresses would count
+    nothing."""
+    ip = _address(address)
+    if ip is None:
+        return address
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)

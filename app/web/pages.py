@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -31,7 +30,7 @@ from app.web.auth import (
     user_id_of,
     verify_password,
 )
-from app.web.client_address import client_address
+from app.web.client_address import client_address, counting_network
 
 LOGIN_FAILED = "That email and password don't match an account."
 SIGNUP_REFUSED = ("Too many accounts have been created from your network in the last hour. "
@@ -40,16 +39,6 @@ SIGNUP_REFUSED = ("Too many accounts have been created from your network in the 
 
 def _client(request: Request) -> str:
     return client_address(request.scope, services_of(request).settings.trusted_proxy_networks)
-
-
-def _network(address: str) -> str:
-    """Sign-ups are counted per IPv4 address but per /64 for IPv6: one subscriber line is
-    usually given a whole /64, so counting single v6 addresses would count nothing."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
 
 def safe_next(target: str | None) -> str:
@@ -284,7 +273,7 @@ class PageController(Controller):
         # Counted in the database before the account is made (so a concurrent burst from
         # several processes gets no more through); a form with errors costs nothing.
         if not errors and await throttle_db.reserve(
-                services.db, [f"signup:{_network(_client(request))}"],
+                services.db, [f"signup:{counting_network(_client(request))}"],
                 settings.signups_per_hour, 3600) is None:
             return Template(template_name="pages/signup.html", status_code=429, context={
                 "user": None, "errors": {}, "email": email, "error": SIGNUP_REFUSED,

@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 from app.db import sessions as sessions_db
 from app.db import throttle as throttle_db
 from app.web.client_address import client_address, parse_networks
-from tests.helpers import Account
+from tests.helpers import Account, on_app
 
 PASSWORD = "correct-horse-1"
 
@@ -156,3 +156,21 @@ def test_the_client_address_is_believed_only_from_trusted_proxies():
                           proxies) == "2001:db8::1"
     assert client_address(scope("10.0.0.1"), proxies) == "10.0.0.1"  # no header
     assert client_address(scope("10.0.0.1", x_forwarded_for="1.2.3.4"), ()) == "10.0.0.1"
+
+
+async def test_housekeeping_deletes_expired_sessions_and_old_counters(client, alice, services):
+    from app.db import housekeeping
+
+    async def run() -> tuple[int, int]:
+        db = services.db
+        await db.write("UPDATE session SET expires_at = time::now() - 1s")
+        await db.write("UPSERT throttle:old SET n = 3, since = time::now() - 2d;"
+                       "UPSERT throttle:fresh SET n = 1, since = time::now();")
+        await housekeeping.purge_expired(db)
+        sessions = await db.read_one("SELECT VALUE id FROM session")
+        counters = await db.read_one("SELECT VALUE meta::id(id) FROM throttle")
+        return len(sessions), sorted(counters)
+
+    left, counters = on_app(client, run)
+    assert left == 0
+    assert "old" not in counters and "fresh" in counters
