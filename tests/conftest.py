@@ -23,6 +23,8 @@ for var in ("FAL_KEY", "PUBLIC_BASE_URL", "S3_BUCKET", "S3_ENDPOINT_URL"):
 import pytest  # noqa: E402
 from litestar.testing import AsyncTestClient  # noqa: E402
 
+from app.db.connection import Database  # noqa: E402
+from app.db.schema import apply_schema  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from tests.helpers import Account  # noqa: E402
@@ -37,6 +39,16 @@ pytest_plugins = [
 def settings(tmp_path) -> Settings:
     """Settings for one test: its own data dir and a fresh in-memory database."""
     return Settings(data_dir=tmp_path, database_url="mem://")
+
+
+@pytest.fixture
+async def db(tmp_path):
+    """A fresh in-memory database with the schema applied, without the app around it."""
+    database = Database(Settings(data_dir=tmp_path, database_url="mem://"))
+    await database.connect()
+    await apply_schema(database)
+    yield database
+    await database.close()
 
 
 @pytest.fixture

@@ -14,15 +14,6 @@ from app.db.schema import apply_schema
 from app.settings import Settings
 
 
-@pytest.fixture
-async def db(tmp_path):
-    database = Database(Settings(data_dir=tmp_path, database_url="mem://"))
-    await database.connect()
-    await apply_schema(database)
-    yield database
-    await database.close()
-
-
 async def test_schema_applies_twice(db):
     await apply_schema(db)
     info = await db.read_one("INFO FOR DB")

@@ -140,15 +140,6 @@ async def _mix_of_writes(db: Database) -> list[str]:
     return ids
 
 
-@pytest.fixture
-async def db(tmp_path):
-    database = Database(Settings(data_dir=tmp_path, database_url="mem://"))
-    await database.connect()
-    await apply_schema(database)
-    yield database
-    await database.close()
-
-
 async def test_counters_follow_every_kind_of_write(db):
     await _mix_of_writes(db)
     grouped = await _grouped(db)
