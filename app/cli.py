@@ -1,5 +1,5 @@
 """python -m app serve | init-db | users create | users promote | credits grant |
-jobs list | jobs show | jobs retry | jobs cancel | backup | restore (app/backup/cli.py)"""
+jobs list | show | retry | cancel | prune | backup | restore (app/backup/cli.py)"""
 
 from __future__ import annotations
 
@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
                        ("retry", "start a new job with a failed job's inputs (charged normally)"),
                        ("cancel", "cancel a job now; its credits are released")):
         jobs.add_parser(name, help=text).add_argument("job_id", metavar="ID")
+    prune = jobs.add_parser("prune", help="delete the timelines of jobs that ended long ago "
+                            "(the jobs and their ledger entries stay)")
+    prune.add_argument("--days", type=float, default=None,
+                       help="older than this many days (default: JOB_TIMELINE_DAYS, 30)")
     backup_cli.add_parsers(sub)  # backup, restore
     return p
 
@@ -137,6 +141,15 @@ async def _jobs_list(db: Database, args: argparse.Namespace) -> str:
             f"{(j.get('owner_email') or '?')[:28]:<28}  {_ago(j.get('created_at')):>7}  "
             f"{int(j.get('attempts') or 0):>5}  {(j.get('error') or '')[:60]}")
     return "\n".join(lines)
+
+
+async def _jobs_prune(db: Database, args: argparse.Namespace) -> str:
+    days = get_settings().job_timeline_days if args.days is None else args.days
+    if days <= 0:
+        raise SystemExit("error: --days must be more than 0 (JOB_TIMELINE_DAYS=0 keeps "
+                         "timelines for good)")
+    pruned = await jobs_db.prune_timelines(db, days * 24 * 3600)
+    return f"pruned the timelines of {pruned} jobs that ended more than {days:g} days ago"
 
 
 async def _job(db: Database, job_id: str) -> dict[str, Any]:
@@ -272,8 +285,8 @@ def main(argv: list[str] | None = None) -> None:
             out = asyncio.run(_with_db(lambda db: _create(db, args)))
         elif args.command == "users" and args.action == "promote":
             out = asyncio.run(_with_db(lambda db: _promote(db, args)))
-        elif args.command == "jobs" and args.action in ("list", "show"):
-            show = _jobs_list if args.action == "list" else _jobs_show
+        elif args.command == "jobs" and args.action in ("list", "show", "prune"):
+            show = {"list": _jobs_list, "show": _jobs_show, "prune": _jobs_prune}[args.action]
             out = asyncio.run(_with_db(lambda db: show(db, args)))
         elif args.command == "jobs":
             act = _jobs_retry if args.action == "retry" else _jobs_cancel

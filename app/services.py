@@ -87,6 +87,7 @@ async def open_services(
                 max_result_bytes=settings.max_result_bytes,
                 status_interval=settings.status_interval, metrics=services.metrics,
                 lease_seconds=settings.lease_seconds,
+                timeline_days=settings.job_timeline_days,
             )
             services.jobs.wake_driver = services.driver.wake
             services.jobs.cancel_at_provider = services.driver.cancel_later

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     signups_per_hour: int = Field(default=5, ge=1)  # accounts one client address may create
     event_streams_per_person: int = Field(default=10, ge=1)  # open /events, per process
     request_header_timeout: float = Field(default=10.0, gt=0)  # seconds to send the headers
+    # Days a finished job's detailed timeline (job_event) is kept; the job and its ledger
+    # entries are kept for good. 0 keeps timelines for good too.
+    job_timeline_days: float = Field(default=30.0, ge=0)
     storage_quota: ByteSize = Field(default=ByteSize(1024**3), ge=0)  # library bytes per person
 
     # Backups (app/backup/, docs/OPERATIONS.md).

@@ -397,3 +397,36 @@ async def recent_durations(db: Database, template: str, provider: str,
     )
     return [(r["finished_at"] - r["created_at"]).total_seconds() for r in rows
             if r.get("finished_at") and r.get("created_at")]
+
+
+# -- retention --------------------------------------------------------------------------
+
+PRUNE_BATCH = 500  # timeline rows looked at per transaction: writes are held only briefly
+
+
+async def prune_timelines(db: Database, older_than_seconds: float) -> int:
+    """Delete the detailed timelines (job_event rows) of jobs that ended more than
+    `older_than_seconds` ago, oldest first, in small transactions. The jobs themselves and
+    their ledger entries stay. Returns how many jobs lost their timeline."""
+    pruned = 0
+    while True:
+        done = await db.write_one(
+            """
+            BEGIN;
+            LET $cutoff = time::now() - type::duration($age);
+            LET $old = array::distinct(
+                (SELECT job, at FROM job_event WHERE at < $cutoff ORDER BY at LIMIT $n).job);
+            -- Only ended jobs, and every event of each (none straddles the cutoff half-kept).
+            LET $ended = (SELECT VALUE record::id(id)
+                          FROM array::map($old, |$j| type::thing("video_job", $j))
+                          WHERE status IN $final AND finished_at < $cutoff);
+            FOR $j IN $ended { DELETE job_event WHERE job = $j; };
+            RETURN $ended;
+            COMMIT;
+            """,
+            {"age": f"{max(0, int(older_than_seconds))}s", "n": PRUNE_BATCH,
+             "final": ["completed", "failed", "canceled"]},
+        )
+        if not done:
+            return pruned
+        pruned += len(done)

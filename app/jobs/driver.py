@@ -71,7 +71,7 @@ class Driver:
         *, work_dir: Path, webhook_url: str | None = None, concurrency: int = 64,
         tick: float = 1.0, max_result_bytes: int = 500 * 1024 * 1024,
         status_interval: float | None = None, metrics: Metrics | None = None,
-        lease_seconds: float = schedule.LEASE_SECONDS,
+        lease_seconds: float = schedule.LEASE_SECONDS, timeline_days: float = 0,
     ):
         self.db = db
         self.service = service
@@ -84,6 +84,7 @@ class Driver:
         self.max_result_bytes = max_result_bytes
         self.metrics = metrics or Metrics()
         self.lease_seconds = lease_seconds
+        self.timeline_days = timeline_days
         self.runs_here = bool(getattr(provider, "runs_here", False))
         # Jobs whose render runs in this process, with their (endpoint, request id): their
         # leases stay with this driver between checks.
@@ -151,7 +152,7 @@ class Driver:
             if time.monotonic() >= next_purge:  # housekeeping rides on this loop
                 next_purge = time.monotonic() + housekeeping.PURGE_EVERY
                 try:
-                    await housekeeping.purge_expired(self.db)
+                    await housekeeping.purge_expired(self.db, self.timeline_days)
                 except Exception:
                     log.warning("driver.purge_failed")
             held = set(self._inflight) | set(self._rendering)
