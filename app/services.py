@@ -12,6 +12,7 @@ from app.db.templates import sync_catalogue
 from app.events.broker import Broker
 from app.events.feed import FeedFollower
 from app.events.notifier import Notifier
+from app.jobs.batches import BatchService
 from app.jobs.driver import Driver
 from app.jobs.service import JobService
 from app.observability.metrics import Metrics
@@ -47,6 +48,7 @@ class Services:
     env: Any = field(default_factory=make_environment)
     provider: VideoProvider | None = None
     jobs: JobService | None = None
+    batches: BatchService | None = None
     driver: Driver | None = None
     notifier: Notifier | None = None
     webhooks: Any = None
@@ -74,6 +76,7 @@ async def open_services(
         services.notifier = Notifier(db, services.broker, services.fragments, storage)
         services.jobs = JobService(db, settings, publish=services.notifier.publish)
         services.jobs.observe = services.metrics.observe_transition
+        services.batches = BatchService(services.jobs)
         services.metrics.attach(services.broker)
         if with_driver and not db.embedded:
             services.feed = FeedFollower(db, services.notifier, services.broker)
@@ -88,6 +91,7 @@ async def open_services(
                 status_interval=settings.status_interval, metrics=services.metrics,
                 lease_seconds=settings.lease_seconds,
                 timeline_days=settings.job_timeline_days,
+                per_person=settings.max_active_jobs,
             )
             services.jobs.wake_driver = services.driver.wake
             services.jobs.cancel_at_provider = services.driver.cancel_later

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
 
     # Job engine knobs (not part of the public contract; defaults are the product's).
     max_active_jobs: int = Field(default=5, ge=1)
+    batch_max_rows: int = Field(default=100, ge=1, le=10_000)  # rows one batch may have
     job_deadline_seconds: float = 30 * 60
     max_result_bytes: int = 500 * 1024 * 1024
     driver_concurrency: int = 64

@@ -202,7 +202,8 @@ async def _check(db: Database, manifest: dict[str, Any], report: Report) -> None
     users, ledger, active = await db.read(
         "SELECT id, email, balance, reserved, active_jobs FROM user;"
         "SELECT owner, math::sum(amount) AS total FROM ledger GROUP BY owner;"
-        "SELECT owner, math::sum(credits) AS held, count() AS n FROM video_job "
+        # a batch's rows hold credits but are not counted in active_jobs (app/db/jobs.py)
+        "SELECT owner, math::sum(credits) AS held, count(batch = NONE) AS n FROM video_job "
         "WHERE status IN $active GROUP BY owner;", {"active": sorted(ACTIVE)})
     sums = {str(r["owner"]): r["total"] for r in ledger or []}
     held = {str(r["owner"]): (r["held"], r["n"]) for r in active or []}

@@ -11,13 +11,16 @@ from app.db.connection import Database, Thrown, rid
 
 CreditEffect = Literal["release", "capture"] | None
 
+# A batch's jobs were never counted in active_jobs (the cap on single submissions).
 _CREDITS = {
     None: "",
-    "release": "UPDATE $owner SET reserved -= $job.credits, active_jobs -= 1;",
+    "release": """UPDATE $owner SET reserved -= $job.credits,
+                  active_jobs -= IF $job.batch = NONE THEN 1 ELSE 0 END;""",
     # Capturing charges the balance, frees the reservation, files the video in the library
     # and writes the ledger entry; the fixed ids make a repeat impossible, not just unlikely.
     "capture": """
-        UPDATE $owner SET balance -= $job.credits, reserved -= $job.credits, active_jobs -= 1;
+        UPDATE $owner SET balance -= $job.credits, reserved -= $job.credits,
+            active_jobs -= IF $job.batch = NONE THEN 1 ELSE 0 END;
         CREATE type::thing("ledger", "capture-" + $id) CONTENT {
             owner: $owner, amount: -$job.credits, reason: "video", job: $id
         };
@@ -185,7 +188,19 @@ _DUE_ONE_STATUS = """
 """
 
 
-async def due(db: Database, active: list[str], limit: int, me: str = "") -> list[str]:
+PENDING_WINDOW = 1000  # the longest-waiting pending jobs that fair picking looks at
+_PENDING = """
+    SELECT id, due_at, owner, batch, lease_until, lease_owner FROM video_job
+    WHERE status = "pending" AND due_at <= time::now() ORDER BY due_at LIMIT $window;
+"""
+_RUNNING = """
+    SELECT owner, count() AS n FROM video_job WITH INDEX job_status
+    WHERE status = $status_{i} AND owner IN $owners GROUP BY owner;
+"""
+
+
+async def due(db: Database, active: list[str], limit: int, me: str = "",
+              cap: int | None = None) -> list[str]:
     """Ids of active jobs whose next step is due and whose lease is free, expired or held
     by driver `me` (a render running in its process), the longest due first.
 
@@ -193,6 +208,8 @@ async def due(db: Database, active: list[str], limit: int, me: str = "") -> list
     `status IN [...]`, or an OR beside it in the same WHERE, as a scan of the whole table,
     which grows with every job ever made (~0.1 s per claim round at 2,000 jobs). The lease
     test runs on the (few) due rows in an outer SELECT so it cannot spoil the plan."""
+    if cap is not None and "pending" in active:
+        return await _due_fairly(db, active, limit, me, cap)
     statuses = list(active)
     rows = [
         row
@@ -205,6 +222,37 @@ async def due(db: Database, active: list[str], limit: int, me: str = "") -> list
     ]
     rows.sort(key=lambda r: r["due_at"])
     return [str(r["id"].id) for r in rows[:limit]]
+
+
+async def _due_fairly(db: Database, active: list[str], limit: int, me: str,
+                      cap: int) -> list[str]:
+    """`due`, with pending jobs chosen fairly between people (app/jobs/fairness.py): at
+    most `cap` running per person, whoever has fewest running first. Pending jobs go first
+    (their share is at most `cap` per person); due checks of started jobs fill the rest."""
+    from app.jobs.fairness import pick
+
+    started = [s for s in active if s != "pending"]
+    pending = await db.read_one(_PENDING, {"window": PENDING_WINDOW})
+    now = _now()
+    free, busy = [], {}
+    for row in pending or []:
+        leased = row.get("lease_until") is not None and row["lease_until"] > now
+        if leased:  # being submitted by a driver: it holds a slot already
+            busy[str(row["owner"])] = busy.get(str(row["owner"]), 0) + 1
+        else:
+            free.append(row)
+    running = dict(busy)
+    owners = list({str(row["owner"]): row["owner"] for row in free}.values())
+    if owners and started:
+        for result in await db.read(
+                "".join(_RUNNING.format(i=i) for i in range(len(started))),
+                {"owners": owners, **{f"status_{i}": s for i, s in enumerate(started)}}):
+            for row in result or []:
+                running[str(row["owner"])] = running.get(str(row["owner"]), 0) + row["n"]
+    chosen = [str(r["id"].id) for r in pick(free, running, cap, limit)]
+    if len(chosen) < limit and started:
+        chosen += await due(db, started, limit - len(chosen), me)
+    return chosen
 
 
 async def claim_many(

@@ -72,6 +72,7 @@ class Driver:
         tick: float = 1.0, max_result_bytes: int = 500 * 1024 * 1024,
         status_interval: float | None = None, metrics: Metrics | None = None,
         lease_seconds: float = schedule.LEASE_SECONDS, timeline_days: float = 0,
+        per_person: int | None = None,
     ):
         self.db = db
         self.service = service
@@ -85,6 +86,9 @@ class Driver:
         self.metrics = metrics or Metrics()
         self.lease_seconds = lease_seconds
         self.timeline_days = timeline_days
+        # Jobs one person may have started at once (MAX_ACTIVE_JOBS); the rest of their
+        # pending jobs (a batch's rows) wait, and slots go fairly between people.
+        self.per_person = per_person
         self.runs_here = bool(getattr(provider, "runs_here", False))
         # Jobs whose render runs in this process, with their (endpoint, request id): their
         # leases stay with this driver between checks.
@@ -211,7 +215,7 @@ class Driver:
         if free <= 0:
             return
         limit = free + len(self._inflight)
-        due = await jobs_db.due(self.db, ACTIVE_VALUES, limit, self.id)
+        due = await jobs_db.due(self.db, ACTIVE_VALUES, limit, self.id, self.per_person)
         self._backlog = len(due) >= limit
         candidates = [job_id for job_id in due if job_id not in self._inflight]
         while candidates and len(self._inflight) < self.concurrency:

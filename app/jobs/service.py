@@ -100,34 +100,12 @@ class JobService:
         if idempotency_key is not None:
             fingerprint = submission_fingerprint(template_slug, start_key, variables)
             await self._replay(user_id, idempotency_key, fingerprint)
-        if not isinstance(template_slug, str) or not template_slug:
-            raise _bad("templateSlug", "templateSlug is required")
+        template = await self.template(template_slug)
         if not isinstance(start_key, str) or not start_key:
             raise _bad("startKey", "startKey is required: choose an image from your library")
-        template = await templates_db.by_slug(self.db, template_slug)
-        if template is None:
-            raise JobRequestError(404, {"error": "not_found", "field": "templateSlug",
-                                        "message": f"No template named {template_slug!r}"})
-        try:
-            values = check_variables(template, variables)
-        except VariableError as exc:
-            raise _bad(exc.field, exc.message) from None
-        item = await library_db.get_owned(self.db, user_id, start_key)
-        if item is None or item["kind"] != "image":
-            raise JobRequestError(404, {"error": "not_found", "field": "startKey",
-                                        "message": "That start image is not in your library"})
+        record = self.record(template, start_key, variables, provider)
+        await self.start_image(user_id, start_key)
         job_id = retry_job_id(retry_of) if retry_of else uuid.uuid4().hex
-        now = datetime.now(UTC)
-        record = {
-            "template": template["slug"], "template_name": template["name"],
-            "start_key": start_key, "variables": values,
-            "prompt": fill_prompt(template["prompt"], values), "provider": provider,
-            "endpoint": template["endpoint"], "parameters": template.get("parameters") or {},
-            "typical_seconds": template.get("typical_seconds", 120),
-            "status": Status.PENDING.value, "credits": template["credits"],
-            "deadline_at": now + timedelta(seconds=self.settings.job_deadline_seconds),
-            "created_at": now, "updated_at": now, "due_at": now,
-        }
         idempotency = None
         if idempotency_key is not None:
             idempotency = {"key": idempotency_key, "fingerprint": fingerprint, "status": 202,
@@ -143,11 +121,54 @@ class JobService:
                 raise _AlreadyRetried() from None
             if exc.code == "idempotency_key_used" and idempotency_key and fingerprint:
                 await self._replay(user_id, idempotency_key, fingerprint)
-            raise await self._refusal(exc.code, user_id, template["credits"]) from None
+            raise await self.refusal(exc.code, user_id, template["credits"]) from None
         await self.publish("job", job)
         await self.publish("credits", job)
         self.wake_driver()
         return job
+
+    async def template(self, slug: Any) -> dict[str, Any]:
+        """The active template named `slug`, or the submission's 400/404."""
+        if not isinstance(slug, str) or not slug:
+            raise _bad("templateSlug", "templateSlug is required")
+        template = await templates_db.by_slug(self.db, slug)
+        if template is None:
+            raise JobRequestError(404, {"error": "not_found", "field": "templateSlug",
+                                        "message": f"No template named {slug!r}"})
+        return template
+
+    async def start_image(self, user_id: str, start_key: Any, field: str = "startKey") -> None:
+        """Refuse a start image that is not an image in this person's library."""
+        if not isinstance(start_key, str) or not start_key:
+            raise _bad(field, f"{field} is required: choose an image from your library")
+        item = await library_db.get_owned(self.db, user_id, start_key)
+        if item is None or item["kind"] != "image":
+            raise JobRequestError(404, {"error": "not_found", "field": field,
+                                        "message": "That start image is not in your library"})
+
+    def record(self, template: dict[str, Any], start_key: str, variables: Any, provider: str,
+               *, field_prefix: str = "") -> dict[str, Any]:
+        """A new pending job's record, after checking the variables (a bad one is a 400
+        naming `field_prefix` + the field)."""
+        try:
+            values = check_variables(template, variables)
+        except VariableError as exc:
+            raise _bad(field_prefix + exc.field, exc.message) from None
+        return self.pending({
+            "template": template["slug"], "template_name": template["name"],
+            "start_key": start_key, "variables": values,
+            "prompt": fill_prompt(template["prompt"], values), "provider": provider,
+            "endpoint": template["endpoint"], "parameters": template.get("parameters") or {},
+            "typical_seconds": template.get("typical_seconds", 120),
+            "credits": template["credits"],
+        })
+
+    def pending(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """A new job's record from its inputs: pending, due now, with its deadline."""
+        now = datetime.now(UTC)
+        return {**inputs, "status": Status.PENDING.value,
+                "deadline_at": now + timedelta(seconds=self.settings.job_deadline_seconds),
+                "created_at": now, "updated_at": now, "due_at": now}
 
     async def _replay(self, user_id: str, key: str, fingerprint: str) -> None:
         """Raise the first answer to `key` (or 422 for another body); return if unused."""
@@ -188,7 +209,7 @@ class JobService:
         raise JobRequestError(409, {"error": "not_retryable",
                                     "message": "The job could not be retried."})
 
-    async def _refusal(self, code: str, user_id: str, price: int) -> JobRequestError:
+    async def refusal(self, code: str, user_id: str, price: int) -> JobRequestError:
         if code == "insufficient_credits":
             user = await users_db.by_id(self.db, user_id)
             return JobRequestError(402, {

@@ -183,6 +183,11 @@ async def test_backup_of_a_running_app_restores_into_a_wiped_data_directory(
         alice_jobs = [(await alice.submit(alice_key, "product-turntable",
                                           {"PRODUCT": f"Lamp {i}"})).json()["jobId"]
                       for i in range(3)]
+        # …and a batch of two rows, which the restored app finishes too
+        alice_batch = (await alice.post("/api/batches", json={
+            "templateSlug": "product-turntable", "startKey": alice_key,
+            "rows": [{"variables": {"PRODUCT": "Vase"}},
+                     {"variables": {"PRODUCT": "Bowl"}}]})).json()["batchId"]
         alice_stream = await stack.enter_async_context(open_events(alice))
         await stack.enter_async_context(open_events(bob))
         await alice.wait_status(alice_jobs[0], done=("processing",), timeout=10)
@@ -236,6 +241,8 @@ async def test_backup_of_a_running_app_restores_into_a_wiped_data_directory(
         assert carol_after["ledger"][:len(carol_ledger)] == carol_ledger
         # alice's jobs, whatever state the backup caught them in, end once too
         await wait_all_final(alice)
+        restored_batch = (await alice.get(f"/api/batches/{alice_batch}")).json()
+        assert (restored_batch["status"], restored_batch["completed"]) == ("completed", 2)
         for person in (alice, bob, carol):
             b = server.run(books(server.services.db, person.email))
             assert b["balance"] == b["ledger_sum"], person.email

@@ -134,7 +134,9 @@ def test_the_document_covers_every_json_route(live):
         "GET /api/me", "GET /api/templates", "GET /api/library", "POST /api/library",
         "DELETE /api/library", "POST /api/templates/video", "GET /api/templates/video/status",
         "POST /api/templates/video/cancel", "GET /api/jobs", "POST /api/webhooks/fal",
-        "GET /health",
+        "GET /health", "POST /api/batches", "GET /api/batches", "GET /api/batches/{batch_id}",
+        "POST /api/batches/{batch_id}/cancel", "POST /api/batches/{batch_id}/retry-failed",
+        "GET /api/batches/{batch_id}/download",
     }
     # JSON errors are {"error", "message", "field"?}
     error = doc["components"]["schemas"]["ApiError"]

@@ -1,0 +1,99 @@
+"""Queries on batches: one template and many rows, each row a normal video job. Recording a
+batch, and retrying its failed rows, are each one transaction that reserves every row's
+credits or none (app/jobs/batches.py decides what goes in)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.db.connection import Database, rid
+
+
+async def create(db: Database, batch_id: str, owner_id: str, batch: dict[str, Any],
+                 jobs: list[tuple[str, dict[str, Any]]]) -> dict:
+    """Record the batch and its jobs, reserving the credits of all of them, or nothing.
+    Raises Thrown("insufficient_credits")."""
+    owner = rid("user", owner_id)
+    result = await db.write(
+        """
+        BEGIN;
+        LET $u = (SELECT balance, reserved FROM ONLY $owner);
+        IF $u.balance - $u.reserved < $total { THROW "insufficient_credits" };
+        UPDATE $owner SET reserved += $total;
+        LET $made = (CREATE ONLY $bid CONTENT $batch);
+        FOR $j IN $jobs {
+            CREATE type::thing("video_job", $j.id) CONTENT $j.job;
+            CREATE job_event CONTENT { job: $j.id, to: "pending", reason: "submitted in a batch" };
+        };
+        RETURN $made;
+        COMMIT;
+        """,
+        {"owner": owner, "bid": rid("batch", batch_id),
+         "total": sum(job["credits"] for _, job in jobs),
+         "batch": {**batch, "owner": owner, "jobs": [job_id for job_id, _ in jobs]},
+         "jobs": [{"id": job_id, "job": {**job, "owner": owner, "batch": batch_id}}
+                  for job_id, job in jobs]},
+    )
+    return result[-1]
+
+
+async def get_owned(db: Database, batch_id: str, owner_id: str) -> dict | None:
+    rows = await db.read_one("SELECT * FROM $bid WHERE owner = $owner",
+                             {"bid": rid("batch", batch_id), "owner": rid("user", owner_id)})
+    return rows[0] if rows else None
+
+
+async def list_for(db: Database, owner_id: str, limit: int = 20, offset: int = 0) -> list[dict]:
+    return await db.read_one(
+        "SELECT * FROM batch WHERE owner = $owner ORDER BY created_at DESC "
+        "LIMIT $limit START $offset",
+        {"owner": rid("user", owner_id), "limit": limit, "offset": offset})
+
+
+async def jobs_of(db: Database, batches: list[dict]) -> dict[str, dict]:
+    """Every job of these batches, by job id (one read for all of them)."""
+    ids = [rid("video_job", j) for b in batches for j in b.get("jobs") or []]
+    if not ids:
+        return {}
+    rows = await db.read_one("SELECT * FROM $ids", {"ids": ids})
+    return {str(r["id"].id): r for r in rows or []}
+
+
+async def retry_rows(db: Database, batch_id: str, owner_id: str,
+                     retries: list[tuple[str, str, dict[str, Any]]]) -> list[dict]:
+    """For each (failed job, its retry's id, the retry's record): record the retry in the
+    failed job's row, once. All or nothing: a row another call retried first, or credits
+    that don't fit, throw ("already_retried", "insufficient_credits")."""
+    owner = rid("user", owner_id)
+    result = await db.write(
+        """
+        BEGIN;
+        LET $u = (SELECT balance, reserved FROM ONLY $owner);
+        IF $u.balance - $u.reserved < $total { THROW "insufficient_credits" };
+        UPDATE $owner SET reserved += $total;
+        LET $rows = (SELECT VALUE jobs FROM ONLY $bid);
+        FOR $r IN $retries {
+            LET $orig = (UPDATE type::thing("video_job", $r.of) SET retried_as = $r.id
+                         WHERE retried_as = NONE AND status = "failed" RETURN AFTER)[0];
+            IF $orig = NONE { THROW "already_retried" };
+            CREATE type::thing("video_job", $r.id) CONTENT $r.job;
+            CREATE job_event CONTENT { job: $r.id, to: "pending",
+                                       reason: "retry of a failed batch row" };
+        };
+        LET $swap = object::from_entries($retries.map(|$r| [$r.of, $r.id]));
+        -- (closures see no LET variables: a SELECT over the list does the swap)
+        UPDATE $bid SET jobs = (SELECT VALUE (IF $swap[$this] THEN $swap[$this] ELSE $this END)
+                                FROM $rows);
+        RETURN (SELECT * FROM $ids);
+        COMMIT;
+        """,
+        {"owner": owner, "bid": rid("batch", batch_id),
+         "total": sum(job["credits"] for _, _, job in retries),
+         "retries": [{"of": of, "id": new_id,
+                      "job": {**job, "owner": owner, "batch": batch_id, "retry_of": of}}
+                     for of, new_id, job in retries],
+         "ids": [rid("video_job", new_id) for _, new_id, _ in retries]},
+    )
+    return result[-1]
+
+
