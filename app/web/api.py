@@ -29,6 +29,7 @@ from app.web.schemas import (
     BAD_REQUEST,
     IDEMPOTENCY_KEY_SCHEMA,
     JOB_FILTER_SCHEMA,
+    JOB_ID_SCHEMA,
     NOT_FOUND,
     NOT_SIGNED_IN,
     SUBMIT_BODY,
@@ -53,6 +54,10 @@ from app.web.schemas import (
 from app.web.uploads import MAX_UPLOAD_BYTES, UploadRejected, check_image
 
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # what IDEMPOTENCY_KEY_SCHEMA documents
+# jobId on status and cancel: checked by the handlers, so that a missing one is answered in
+# the API's own error shape (naming the field), not the framework's.
+JobIdParam = Annotated[str | None, Parameter(query="jobId", required=True,
+                                             schema_extra=JOB_ID_SCHEMA)]
 STATUS_FILTERS = {
     "active": sorted(s.value for s in Status if s not in FINAL),
     "completed": ["completed"], "failed": ["failed"], "canceled": ["canceled"],
@@ -63,10 +68,16 @@ def template_json(t: dict[str, Any]) -> dict[str, Any]:
     return {
         "slug": t["slug"], "name": t["name"], "description": t["description"],
         "credits": t["credits"],
-        "variables": [{"name": v["name"], "label": v.get("label", v["name"]),
-                       "required": bool(v.get("required")), "maxLength": v.get("maxLength")}
-                      for v in t.get("variables", [])],
+        "variables": [variable_json(v) for v in t.get("variables", [])],
     }
+
+
+def variable_json(v: dict[str, Any]) -> dict[str, Any]:
+    out = {"name": v["name"], "label": v.get("label", v["name"]),
+           "required": bool(v.get("required")), "maxLength": v.get("maxLength")}
+    if v.get("default"):  # only a real one ("" is no default; DESIGN: "default"?)
+        out["default"] = v["default"]
+    return out
 
 
 async def library_json(request: Request, item: dict[str, Any]) -> dict[str, Any]:
@@ -112,10 +123,15 @@ def status_message(job: dict[str, Any]) -> str:
 
 
 def job_json(job: dict[str, Any]) -> dict[str, Any]:
+    charged = job["status"] == Status.COMPLETED
     return {
         "jobId": str(job["id"].id), "status": public_status(job["status"]),
         "template": job["template"], "startKey": job["start_key"],
-        "variables": job.get("variables") or {}, "credits": job["credits"],
+        "variables": job.get("variables") or {},
+        # Credits are charged only when a video is delivered: a failed or canceled job (or
+        # one still running) has been charged nothing. `price` is what it costs on success.
+        "credits": job["credits"] if charged else 0, "charged": charged,
+        "price": job["credits"],
         "createdAt": job["created_at"].isoformat(),
         "finishedAt": job["finished_at"].isoformat() if job.get("finished_at") else None,
         "key": job.get("result_key"), "error": job.get("error"),
@@ -260,10 +276,10 @@ class ApiController(Controller):
                                "(0–1) and `etaSeconds` when known (the provider's progress, "
                                "or recent run times of the template)"),
                     400: BAD_REQUEST, 401: NOT_SIGNED_IN, 404: NOT_FOUND})
-    async def status(
-        self, request: Request, job_id: Annotated[str, Parameter(query="jobId")]
-    ) -> Response:
+    async def status(self, request: Request, job_id: JobIdParam = None) -> Response:
         user = await require_user(request)
+        if job_id is None:
+            return _missing_job_id()
         job = await jobs_db.get_owned(services_of(request).db, _safe_id(job_id), user_id_of(user))
         if job is None:
             return error(404, "not_found", "No such job", field="jobId")
@@ -275,10 +291,10 @@ class ApiController(Controller):
                      409: err("The job had already finished, or its video had already been "
                               "rendered (it completes and is charged)",
                               AlreadyFinished | AlreadyRendered)})
-    async def cancel(
-        self, request: Request, job_id: Annotated[str, Parameter(query="jobId")]
-    ) -> Response:
+    async def cancel(self, request: Request, job_id: JobIdParam = None) -> Response:
         user = await require_user(request)
+        if job_id is None:
+            return _missing_job_id()
         services = services_of(request)
         try:
             job = await services.jobs.cancel(user_id_of(user), _safe_id(job_id))
@@ -306,6 +322,11 @@ class ApiController(Controller):
         )
         return Response({"jobs": [job_json(j) for j in rows[:limit]],
                          "nextOffset": offset + limit if len(rows) > limit else None})
+
+
+def _missing_job_id() -> Response:
+    return error(400, "invalid", "jobId is required: the jobId that POST /api/templates/video "
+                 "answered", field="jobId")
 
 
 def _safe_id(job_id: str) -> str:
