@@ -53,6 +53,7 @@ from app.web.schemas import (
 )
 from app.web.uploads import MAX_UPLOAD_BYTES, UploadRejected, check_image
 
+REFUSED_HEADER = "X-Refused-Status"  # see refused_form()
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # what IDEMPOTENCY_KEY_SCHEMA documents
 # jobId on status and cancel: checked by the handlers, so that a missing one is answered in
 # the API's own error shape (naming the field), not the framework's.
@@ -174,18 +175,19 @@ class ApiController(Controller):
         # The form as a dict: an UploadFile parameter would take the first file of any field.
         upload = data.get("file")
         if not isinstance(upload, UploadFile):
-            return error(400, "invalid_image", "Send one image in the multipart field `file`",
-                         field="file")
+            return _upload_refused(request, error(
+                400, "invalid_image", "Send one image in the multipart field `file`",
+                field="file"))
         content = await upload.read()
         uid = user_id_of(user)
         quota = services.settings.storage_quota
         used = await library_db.used_bytes(services.db, uid)  # before decoding: cheap first
         if used + len(content) > quota:
-            return over_quota(used, len(content), quota)
+            return _upload_refused(request, over_quota(used, len(content), quota))
         try:
             ext, content_type = await check_image(content)  # decoded off the event loop
         except UploadRejected as exc:
-            return error(400, "invalid_image", str(exc), field="file")
+            return _upload_refused(request, error(400, "invalid_image", str(exc), field="file"))
         key = f"users/{uid}/library/{uuid.uuid4().hex}.{ext}"
         await services.storage.put_bytes(key, content, content_type)
         try:  # checked again where it counts: with the insert, in one transaction
@@ -196,7 +198,8 @@ class ApiController(Controller):
             if exc.code != "over_quota":
                 raise
             await services.storage.delete(key)
-            return over_quota(await library_db.used_bytes(services.db, uid), len(content), quota)
+            return _upload_refused(request, over_quota(
+                await library_db.used_bytes(services.db, uid), len(content), quota))
         body = await library_json(request, item)
         if is_htmx(request):
             html = services.fragments.library_tile(item, body["url"])
@@ -263,7 +266,8 @@ class ApiController(Controller):
             if is_htmx(request) and exc.body.get("field") != IDEMPOTENCY_HEADER:
                 from app.web.pages import generate_error_response
 
-                return await generate_error_response(request, user, payload, exc)
+                return refused_form(await generate_error_response(request, user, payload, exc),
+                                    exc.status)
             return Response(exc.body, status_code=exc.status)
         if is_htmx(request):
             from app.web.pages import generate_success_response
@@ -322,6 +326,24 @@ class ApiController(Controller):
         )
         return Response({"jobs": [job_json(j) for j in rows[:limit]],
                          "nextOffset": offset + limit if len(rows) > limit else None})
+
+
+def refused_form(response: Response, status: int) -> Response:
+    """A refused request from a page's form (htmx): the answer is what the page shows (the
+    generate form as typed with the server's message, or an upload's error), so it is a
+    200 with the status a JSON client gets in REFUSED_HEADER. A 4xx would make the browser
+    log "Failed to load resource" for every typo; JSON clients still get 400/402/404/413/
+    429 exactly as documented. A JSON answer swaps nothing (static/app.js shows it)."""
+    response.status_code = 200
+    response.headers[REFUSED_HEADER] = str(status)
+    response.headers["Cache-Control"] = "no-store"
+    if not str(response.media_type or "").startswith("text/html"):
+        response.headers["HX-Reswap"] = "none"
+    return response
+
+
+def _upload_refused(request: Request, response: Response) -> Response:
+    return refused_form(response, response.status_code) if is_htmx(request) else response
 
 
 def _missing_job_id() -> Response:
