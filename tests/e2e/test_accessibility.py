@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page
+from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.crashkit import ServerProcess
-from tests.e2e.conftest import ARTIFACTS, PASSWORD, shot, upload
+from tests.e2e.conftest import ARTIFACTS, PASSWORD, shot, signup, upload
 from tests.e2e.test_csp_pages import ADMIN, admin_server  # noqa: F401 - a fixture
 from tests.e2e.test_live_workspace import api, wait_final
 from tests.fakes.fal_server import FakeFal
@@ -128,6 +128,26 @@ def test_pages_have_no_serious_or_critical_violations(
     for header_bg in ("#14121f", "#1f1b33"):  # the header's gradient, top to bottom
         assert contrast(ring["color"], header_bg) >= 3, (ring, header_bg)
     page.locator(".site-header").screenshot(path=str(ARTIFACTS / "a11y-focus-sign-out.png"))
+
+
+def test_an_upload_error_is_shown_once_under_the_drop_zone(
+        page: Page, local_server: ServerProcess) -> None:
+    """Inline under the drop zone (role="alert", so it is announced), not also as a toast;
+    and no console error (the `context` fixture): the refusal is a 200 with
+    X-Refused-Status for the page, a 400 for JSON clients."""
+    signup(page, local_server.url, "upload-error")
+    page.set_input_files("#upload-file", files=[
+        {"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image at all"}])
+    error = page.locator("#upload-error")
+    expect(error).to_be_visible()
+    expect(error).to_have_attribute("role", "alert")
+    assert "image" in error.inner_text().lower(), error.inner_text()
+    page.wait_for_timeout(300)  # a toast, if one were coming, is added in the same task
+    expect(page.locator("#toasts .toast")).to_have_count(0)
+    expect(page.locator("#library-grid > .tile")).to_have_count(0)
+    shot(page, "a11y-upload-error-once", full_page=False)
+    upload(page)  # a good image afterwards clears the message
+    expect(error).to_be_hidden()
 
 
 def luminance(color: str) -> float:
