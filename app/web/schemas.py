@@ -5,7 +5,9 @@ dataclasses only describe what goes over the wire, so the schema can be checked 
 running app (tests/integration/test_schema_fuzz.py). Every JSON error is an `ApiError`:
 `{"error": code, "message": text, "field"?: the offending field}`, sometimes with more
 detail (402: `required`/`available`; 429: `limit`; 409: `status`; a parameter that failed
-validation: `detail`)."""
+validation: `detail`). The pages' own htmx form posts (header `HX-Request: true`) are not
+JSON clients: a refused submission or upload answers them 200 with what the page shows and
+the status above in `X-Refused-Status` (app/web/api.py refused_form)."""
 
 from __future__ import annotations
 
