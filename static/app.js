@@ -3,6 +3,10 @@
 (function () {
   "use strict";
 
+  // A refused form post: a 200 whose X-Refused-Status holds what a JSON client gets (a 4xx
+  // would be logged as a console error for every typo; see app/web/api.py refused_form).
+  function refused(xhr) { return !!(xhr && xhr.getResponseHeader("X-Refused-Status")); }
+
   // CSRF: every htmx request carries the token from the meta tag.
   document.addEventListener("htmx:configRequest", function (e) {
     var meta = document.querySelector('meta[name="csrf-token"]');
@@ -125,7 +129,7 @@
       current.replaceWith(form);
       htmx.process(form);
       syncSelection();
-    } else if (form && xhr.status >= 400) {
+    } else if (form && (xhr.status >= 400 || refused(xhr))) {
       var problem = form.querySelector(".field-error");
       if (problem) showToast("error", problem.textContent);
     }
@@ -145,10 +149,11 @@
   });
 
   // Form answers with a 4xx carry HTML to show (field errors, the form as typed); JSON
-  // errors become a toast.
+  // errors become a toast. A refused form post (a 200 with X-Refused-Status, see
+  // app/web/api.py refused_form) is handled the same way.
   document.addEventListener("htmx:beforeSwap", function (e) {
     var xhr = e.detail.xhr;
-    if (xhr.status < 400) return;
+    if (xhr.status < 400 && !refused(xhr)) return;
     var type = xhr.getResponseHeader("content-type") || "";
     if (type.indexOf("text/html") === 0) {
       e.detail.shouldSwap = true;
@@ -158,15 +163,22 @@
     e.detail.shouldSwap = false;
     var message = "Something went wrong. Please try again.";
     try { message = JSON.parse(xhr.responseText).message || message; } catch (_) { /* keep */ }
-    showToast("error", message);
-    if (e.detail.requestConfig && e.detail.requestConfig.elt.closest("#upload")) {
-      var err = document.getElementById("upload-error");
-      if (err) { err.textContent = message; err.hidden = false; }
+    // An upload's error is shown once, under the drop zone where the file was dropped (a
+    // role="alert" paragraph, so it is announced too); any other error becomes a toast.
+    var err = document.getElementById("upload-error");
+    var upload = e.detail.requestConfig && e.detail.requestConfig.elt.closest("#upload");
+    if (err && upload) {
+      err.textContent = message;
+      err.hidden = false;
+      upload.reset();  // so that choosing the same file again is a change, and is sent
+    } else {
+      showToast("error", message);
     }
   });
 
   document.addEventListener("htmx:afterRequest", function (e) {
-    if (e.detail.successful && e.detail.elt.closest && e.detail.elt.closest("#upload")) {
+    if (e.detail.successful && !refused(e.detail.xhr) && e.detail.elt.closest &&
+        e.detail.elt.closest("#upload")) {
       var err = document.getElementById("upload-error");
       if (err) err.hidden = true;
       var empty = document.getElementById("library-empty");

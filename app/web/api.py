@@ -29,6 +29,7 @@ from app.web.schemas import (
     BAD_REQUEST,
     IDEMPOTENCY_KEY_SCHEMA,
     JOB_FILTER_SCHEMA,
+    JOB_ID_SCHEMA,
     NOT_FOUND,
     NOT_SIGNED_IN,
     SUBMIT_BODY,
@@ -52,7 +53,12 @@ from app.web.schemas import (
 )
 from app.web.uploads import MAX_UPLOAD_BYTES, UploadRejected, check_image
 
+REFUSED_HEADER = "X-Refused-Status"  # see refused_form()
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # what IDEMPOTENCY_KEY_SCHEMA documents
+# jobId on status and cancel: checked by the handlers, so that a missing one is answered in
+# the API's own error shape (naming the field), not the framework's.
+JobIdParam = Annotated[str | None, Parameter(query="jobId", required=True,
+                                             schema_extra=JOB_ID_SCHEMA)]
 STATUS_FILTERS = {
     "active": sorted(s.value for s in Status if s not in FINAL),
     "completed": ["completed"], "failed": ["failed"], "canceled": ["canceled"],
@@ -63,10 +69,16 @@ def template_json(t: dict[str, Any]) -> dict[str, Any]:
     return {
         "slug": t["slug"], "name": t["name"], "description": t["description"],
         "credits": t["credits"],
-        "variables": [{"name": v["name"], "label": v.get("label", v["name"]),
-                       "required": bool(v.get("required")), "maxLength": v.get("maxLength")}
-                      for v in t.get("variables", [])],
+        "variables": [variable_json(v) for v in t.get("variables", [])],
     }
+
+
+def variable_json(v: dict[str, Any]) -> dict[str, Any]:
+    out = {"name": v["name"], "label": v.get("label", v["name"]),
+           "required": bool(v.get("required")), "maxLength": v.get("maxLength")}
+    if v.get("default"):  # only a real one ("" is no default; DESIGN: "default"?)
+        out["default"] = v["default"]
+    return out
 
 
 async def library_json(request: Request, item: dict[str, Any]) -> dict[str, Any]:
@@ -112,10 +124,15 @@ def status_message(job: dict[str, Any]) -> str:
 
 
 def job_json(job: dict[str, Any]) -> dict[str, Any]:
+    charged = job["status"] == Status.COMPLETED
     return {
         "jobId": str(job["id"].id), "status": public_status(job["status"]),
         "template": job["template"], "startKey": job["start_key"],
-        "variables": job.get("variables") or {}, "credits": job["credits"],
+        "variables": job.get("variables") or {},
+        # Credits are charged only when a video is delivered: a failed or canceled job (or
+        # one still running) has been charged nothing. `price` is what it costs on success.
+        "credits": job["credits"] if charged else 0, "charged": charged,
+        "price": job["credits"],
         "createdAt": job["created_at"].isoformat(),
         "finishedAt": job["finished_at"].isoformat() if job.get("finished_at") else None,
         "key": job.get("result_key"), "error": job.get("error"),
@@ -158,18 +175,19 @@ class ApiController(Controller):
         # The form as a dict: an UploadFile parameter would take the first file of any field.
         upload = data.get("file")
         if not isinstance(upload, UploadFile):
-            return error(400, "invalid_image", "Send one image in the multipart field `file`",
-                         field="file")
+            return _upload_refused(request, error(
+                400, "invalid_image", "Send one image in the multipart field `file`",
+                field="file"))
         content = await upload.read()
         uid = user_id_of(user)
         quota = services.settings.storage_quota
         used = await library_db.used_bytes(services.db, uid)  # before decoding: cheap first
         if used + len(content) > quota:
-            return over_quota(used, len(content), quota)
+            return _upload_refused(request, over_quota(used, len(content), quota))
         try:
             ext, content_type = await check_image(content)  # decoded off the event loop
         except UploadRejected as exc:
-            return error(400, "invalid_image", str(exc), field="file")
+            return _upload_refused(request, error(400, "invalid_image", str(exc), field="file"))
         key = f"users/{uid}/library/{uuid.uuid4().hex}.{ext}"
         await services.storage.put_bytes(key, content, content_type)
         try:  # checked again where it counts: with the insert, in one transaction
@@ -180,7 +198,8 @@ class ApiController(Controller):
             if exc.code != "over_quota":
                 raise
             await services.storage.delete(key)
-            return over_quota(await library_db.used_bytes(services.db, uid), len(content), quota)
+            return _upload_refused(request, over_quota(
+                await library_db.used_bytes(services.db, uid), len(content), quota))
         body = await library_json(request, item)
         if is_htmx(request):
             html = services.fragments.library_tile(item, body["url"])
@@ -247,7 +266,8 @@ class ApiController(Controller):
             if is_htmx(request) and exc.body.get("field") != IDEMPOTENCY_HEADER:
                 from app.web.pages import generate_error_response
 
-                return await generate_error_response(request, user, payload, exc)
+                return refused_form(await generate_error_response(request, user, payload, exc),
+                                    exc.status)
             return Response(exc.body, status_code=exc.status)
         if is_htmx(request):
             from app.web.pages import generate_success_response
@@ -260,10 +280,10 @@ class ApiController(Controller):
                                "(0–1) and `etaSeconds` when known (the provider's progress, "
                                "or recent run times of the template)"),
                     400: BAD_REQUEST, 401: NOT_SIGNED_IN, 404: NOT_FOUND})
-    async def status(
-        self, request: Request, job_id: Annotated[str, Parameter(query="jobId")]
-    ) -> Response:
+    async def status(self, request: Request, job_id: JobIdParam = None) -> Response:
         user = await require_user(request)
+        if job_id is None:
+            return _missing_job_id()
         job = await jobs_db.get_owned(services_of(request).db, _safe_id(job_id), user_id_of(user))
         if job is None:
             return error(404, "not_found", "No such job", field="jobId")
@@ -275,10 +295,10 @@ class ApiController(Controller):
                      409: err("The job had already finished, or its video had already been "
                               "rendered (it completes and is charged)",
                               AlreadyFinished | AlreadyRendered)})
-    async def cancel(
-        self, request: Request, job_id: Annotated[str, Parameter(query="jobId")]
-    ) -> Response:
+    async def cancel(self, request: Request, job_id: JobIdParam = None) -> Response:
         user = await require_user(request)
+        if job_id is None:
+            return _missing_job_id()
         services = services_of(request)
         try:
             job = await services.jobs.cancel(user_id_of(user), _safe_id(job_id))
@@ -306,6 +326,29 @@ class ApiController(Controller):
         )
         return Response({"jobs": [job_json(j) for j in rows[:limit]],
                          "nextOffset": offset + limit if len(rows) > limit else None})
+
+
+def refused_form(response: Response, status: int) -> Response:
+    """A refused request from a page's form (htmx): the answer is what the page shows (the
+    generate form as typed with the server's message, or an upload's error), so it is a
+    200 with the status a JSON client gets in REFUSED_HEADER. A 4xx would make the browser
+    log "Failed to load resource" for every typo; JSON clients still get 400/402/404/413/
+    429 exactly as documented. A JSON answer swaps nothing (static/app.js shows it)."""
+    response.status_code = 200
+    response.headers[REFUSED_HEADER] = str(status)
+    response.headers["Cache-Control"] = "no-store"
+    if not str(response.media_type or "").startswith("text/html"):
+        response.headers["HX-Reswap"] = "none"
+    return response
+
+
+def _upload_refused(request: Request, response: Response) -> Response:
+    return refused_form(response, response.status_code) if is_htmx(request) else response
+
+
+def _missing_job_id() -> Response:
+    return error(400, "invalid", "jobId is required: the jobId that POST /api/templates/video "
+                 "answered", field="jobId")
 
 
 def _safe_id(job_id: str) -> str:

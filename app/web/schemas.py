@@ -5,7 +5,9 @@ dataclasses only describe what goes over the wire, so the schema can be checked 
 running app (tests/integration/test_schema_fuzz.py). Every JSON error is an `ApiError`:
 `{"error": code, "message": text, "field"?: the offending field}`, sometimes with more
 detail (402: `required`/`available`; 429: `limit`; 409: `status`; a parameter that failed
-validation: `detail`)."""
+validation: `detail`). The pages' own htmx form posts (header `HX-Request: true`) are not
+JSON clients: a refused submission or upload answers them 200 with what the page shows and
+the status above in `X-Refused-Status` (app/web/api.py refused_form)."""
 
 from __future__ import annotations
 
@@ -68,6 +70,10 @@ def err(description: str, container: Any = ApiError) -> ResponseSpec:
 # The one query parameter with a fixed set of values (checked by the handler, which names it).
 JOB_FILTERS = ["active", "completed", "failed", "canceled"]
 JOB_FILTER_SCHEMA = {"type": OpenAPIType.STRING, "one_of": None, "enum": JOB_FILTERS}
+# jobId on status and cancel: required (a missing one is a 400 naming `jobId`, checked by
+# the handler so it answers in the ApiError shape).
+JOB_ID_SCHEMA = {"type": OpenAPIType.STRING, "one_of": None,
+                 "description": "the jobId that POST /api/templates/video answered"}
 # The Idempotency-Key header of POST /api/templates/video (checked by the handler: 400).
 IDEMPOTENCY_KEY_SCHEMA = {"type": OpenAPIType.STRING, "one_of": None, "min_length": 1,
                           "max_length": 255, "pattern": "^[!-~]+$"}
@@ -94,6 +100,8 @@ class TemplateVariable:
     label: str
     required: bool
     maxLength: int | None  # noqa: N815 - the wire name
+    # What the form starts with; present only when the template has a default.
+    default: str | None = None
 
 
 @dataclass
@@ -170,7 +178,11 @@ class JobOut:
     template: str
     startKey: str  # noqa: N815
     variables: dict[str, str]
+    # Credits charged for this job: its price once completed (charged on delivery), 0
+    # while active and for failed or canceled jobs, which are never charged.
     credits: int
+    charged: bool  # true once the job's price has been taken from the balance
+    price: int  # what the job costs (reserved while it runs, charged only on success)
     createdAt: str  # noqa: N815
     finishedAt: str | None  # noqa: N815
     key: str | None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -187,27 +188,58 @@ def browser() -> Browser:
     return _CHROMIUM.get()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "console_errors(*regexes): console errors a browser test causes on purpose")
+
+
+def _expected(msg: ConsoleMessage, where: str, allowed: list[re.Pattern[str]]) -> bool:
+    """The only console errors a browser test may leave:
+    - Chromium's report of the page's own document answered 404 (a test visiting a missing
+      page on purpose; it checks that status itself). Any subresource or XHR error counts.
+    - what the test declares with @pytest.mark.console_errors("regex", …), e.g. a network
+      failure it causes on purpose (htmx and Chromium then log it, rightly)."""
+    if (msg.text.startswith("Failed to load resource: the server responded with a status of "
+                            "404") and msg.location.get("url") == where):
+        return True
+    return any(p.search(msg.text) for p in allowed)
+
+
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
+def context(browser: Browser, request: pytest.FixtureRequest) -> Iterator[BrowserContext]:
     """A fresh browser profile. Every page it opened must have run without a single CSP
-    violation: checked when the test ends (Chromium's own console report of a refused
-    resource or inline code, and the pages' securitypolicyviolation events). So give
-    `wait_for_function` a function (`"() => …"`): Playwright re-evaluates a bare expression
-    with eval at every poll, which the app's CSP refuses."""
+    violation and without a single console error or uncaught exception: checked when the
+    test ends (Chromium's own console report of a refused resource or inline code, and the
+    pages' securitypolicyviolation events). So give `wait_for_function` a function
+    (`"() => …"`): Playwright re-evaluates a bare expression with eval at every poll, which
+    the app's CSP refuses."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 860})
     ctx.set_default_timeout(TIMEOUT_MS)
     ctx.add_init_script(RECORDER)
     ctx.add_init_script(CSP_WATCH)
     violations: list[str] = []
+    errors: list[str] = []
+    marker = request.node.get_closest_marker("console_errors")
+    allowed = [re.compile(p) for p in (marker.args if marker else ())]
 
     def on_console(msg: ConsoleMessage) -> None:
+        where = msg.page.url if msg.page else "?"
         if "CSP violation" in msg.text or "Content Security Policy" in msg.text:
-            violations.append(f"{msg.page.url if msg.page else '?'}: {msg.text}")
+            violations.append(f"{where}: {msg.text}")
+        elif msg.type == "error" and not _expected(msg, where, allowed):
+            loc = msg.location
+            errors.append(f"console.error at {where} ({loc.get('url')}:{loc.get('lineNumber')}): "
+                          f"{msg.text}")
+
+    def on_page(pg: Page) -> None:  # uncaught exceptions are per page, not per context
+        pg.on("pageerror", lambda exc: errors.append(f"uncaught exception at {pg.url}: {exc}"))
 
     ctx.on("console", on_console)
+    ctx.on("page", on_page)
     yield ctx
     ctx.close()
     assert not violations, "CSP violations:\n" + "\n".join(violations)
+    assert not errors, "Console errors in the browser:\n" + "\n".join(errors)
 
 
 @pytest.fixture(autouse=True)

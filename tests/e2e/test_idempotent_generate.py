@@ -16,6 +16,8 @@ from tests.fakes.fal_server import FakeFal, JobSpec
 pytestmark = pytest.mark.e2e
 
 
+# The lost answer is a real network failure: Chromium and htmx log it, as they should.
+@pytest.mark.console_errors("net::ERR_CONNECTION_RESET", r"^htmx:(sendError|afterRequest), ")
 def test_a_press_whose_answer_was_lost_does_not_make_a_second_job(
         page: Page, fal_server: ServerProcess, fake: FakeFal) -> None:
     base = fal_server.url

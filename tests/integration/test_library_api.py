@@ -126,6 +126,19 @@ async def test_non_images_are_refused_and_nothing_is_stored(client, settings, al
     assert (await alice.get("/api/library")).json() == []
 
 
+async def test_the_pages_upload_is_refused_as_a_200_naming_the_status(client, settings, alice):
+    """From the page (htmx) the same refusal is a 200 (a 4xx is a console error in the
+    browser) with X-Refused-Status and HX-Reswap: none; the body is the same JSON."""
+    content, name, declared = REFUSED["text"]
+    plain = await upload(alice, content, name, declared)
+    r = await alice.post("/api/library", headers={"hx-request": "true"},
+                         files={"file": (name, content, declared)})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-refused-status"] == "400" and r.headers["hx-reswap"] == "none"
+    assert r.json() == plain.json() and r.json()["field"] == "file"
+    assert media_files(settings) == [] and count(client, "library") == 0
+
+
 async def test_decompression_bombs_are_refused(client, settings, alice):
     for w, h in [(20_000, 20_000), (8_000, 8_000), (13_000, 8)]:
         bomb = png_bomb(w, h)

@@ -174,10 +174,18 @@ async def test_every_malformed_submission_is_a_4xx_naming_the_field(idle, alice,
         assert r.status_code == status, (name, r.status_code, r.text)
         assert r.json().get("field") == field, (name, r.json())
         assert r.json().get("message"), name
-        # the same from the page (htmx): the form comes back re-rendered, same status
+        # the same from the page (htmx): the form comes back re-rendered with the message,
+        # as a 200 (a 4xx is a console error in the browser) with the status in a header.
+        # A body that is not a form (only JSON clients send those) keeps its JSON 400.
         headers = {**kw.get("headers", {}), "hx-request": "true"}
         r = await alice.post("/api/templates/video", **{**kw, "headers": headers})
-        assert r.status_code == status, ("htmx", name, r.status_code, r.text[:300])
+        if field == "body":
+            assert r.status_code == status, ("htmx", name, r.status_code, r.text[:300])
+            continue
+        assert r.status_code == 200, ("htmx", name, r.status_code, r.text[:300])
+        assert r.headers["x-refused-status"] == str(status), ("htmx", name, r.headers)
+        assert r.headers["content-type"].startswith("text/html")
+        assert 'id="generate"' in r.text and "field-error" in r.text, ("htmx", name, r.text)
     # nothing was created or reserved by any of them
     await assert_nothing_happened(alice, idle)
 
@@ -305,6 +313,25 @@ async def test_429_past_the_active_job_cap(idle, alice, image, settings):
 
 # -- status and listing ----------------------------------------------------------------------
 
+async def test_templates_list_each_variables_default_when_it_has_one(idle):
+    listed = {t["slug"]: t for t in (await idle.get("/api/templates")).json()}
+    seen_default = False
+    for template in read_catalogue():
+        out = {v["name"]: v for v in listed[template["slug"]]["variables"]}
+        for v in template["variables"]:
+            got = out[v["name"]]
+            assert set(got) <= {"name", "label", "required", "maxLength", "default"}, got
+            if v.get("default"):
+                seen_default = True
+                assert got["default"] == v["default"], (template["slug"], got)
+            else:  # "" in the catalogue is no default
+                assert "default" not in got, (template["slug"], got)
+    assert seen_default  # e.g. product-turntable's MATERIAL: "polished"
+    doc = (await idle.get("/schema/openapi.json")).json()
+    variable = doc["components"]["schemas"]["TemplateVariable"]
+    assert variable["properties"]["default"] and "default" not in variable["required"]
+
+
 async def test_status_is_404_for_other_peoples_and_garbage_ids(idle, alice, bob, image):
     job_id = (await alice.submit(image)).json()["jobId"]
     r = await bob.get("/api/templates/video/status", params={"jobId": job_id})
@@ -313,8 +340,13 @@ async def test_status_is_404_for_other_peoples_and_garbage_ids(idle, alice, bob,
                     "video_job:" + job_id, job_id.upper(), "⟨x⟩"]:
         r = await alice.get("/api/templates/video/status", params={"jobId": garbage})
         assert r.status_code == 404, (garbage, r.status_code)
+    # without a jobId: the API's own 400, naming the field (status and cancel alike)
     r = await alice.get("/api/templates/video/status")
-    assert r.status_code == 400
+    assert r.status_code == 400 and r.json()["field"] == "jobId", r.text
+    assert r.json()["error"] == "invalid" and "jobId" in r.json()["message"]
+    assert set(r.json()) == {"error", "message", "field"}
+    r = await alice.post("/api/templates/video/cancel")
+    assert r.status_code == 400 and r.json()["field"] == "jobId", r.text
     assert (await alice.get("/api/templates/video/status",
                             params={"jobId": job_id})).status_code == 200
 
@@ -328,10 +360,13 @@ async def test_jobs_list_pagination_and_filter(idle, alice, bob, image):
     assert [j["jobId"] for j in page["jobs"]] == [ids[0]] and page["nextOffset"] is None
     first = (await jobs_of(alice))["jobs"][0]
     assert first["status"] == "pending" and first["template"] == "car-commercial"
-    assert first["variables"] == VARS and first["credits"] == PRICE
+    assert first["variables"] == VARS and first["price"] == PRICE
+    assert first["credits"] == 0 and first["charged"] is False  # charged only on success
 
     await alice.post("/api/templates/video/cancel", params={"jobId": ids[1]})
-    assert [j["jobId"] for j in (await jobs_of(alice, status="canceled"))["jobs"]] == [ids[1]]
+    (canceled,) = (await jobs_of(alice, status="canceled"))["jobs"]
+    assert canceled["jobId"] == ids[1]
+    assert (canceled["credits"], canceled["charged"], canceled["price"]) == (0, False, PRICE)
     assert [j["jobId"] for j in (await jobs_of(alice, status="active"))["jobs"]] == [ids[2],
                                                                                     ids[0]]
     assert (await jobs_of(alice, status="completed"))["jobs"] == []
@@ -386,3 +421,5 @@ async def test_cancel_a_completed_job_is_409(client, settings):
                                   "available": 1000 - PRICE}
     status = (await alice.get("/api/templates/video/status", params={"jobId": job_id})).json()
     assert status["status"] == "completed" and json.dumps(status).count(job_id) >= 1
+    (done,) = (await jobs_of(alice, status="completed"))["jobs"]  # what it was charged
+    assert (done["credits"], done["charged"], done["price"]) == (PRICE, True, PRICE)
