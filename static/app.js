@@ -236,6 +236,25 @@
   document.addEventListener("DOMContentLoaded", syncAvailable);
   document.addEventListener("htmx:load", syncAvailable);
 
+  // Times come from the server in UTC (it does not know the reader's time zone), marked
+  // <time datetime="…" data-local>; they are shown in the reader's own zone, also in
+  // fragments that arrive later (job cards from the stream, Load more).
+  var LOCAL_TIME = new Intl.DateTimeFormat(undefined, {
+    month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  function localTimes(root) {
+    if (!root.querySelectorAll) return;
+    var found = [].slice.call(root.querySelectorAll("time[data-local]"));
+    if (root.matches && root.matches("time[data-local]")) found.push(root);
+    found.forEach(function (t) {
+      var when = new Date(t.getAttribute("datetime"));
+      if (!isNaN(when)) t.textContent = LOCAL_TIME.format(when);
+    });
+  }
+  localTimes(document);
+  new MutationObserver(function (records) {
+    records.forEach(function (r) { r.addedNodes.forEach(localTimes); });
+  }).observe(document.documentElement, { childList: true, subtree: true });
+
   // Choosing another start image in the form shows it in the panel at once (no request,
   // so nothing typed is lost).
   function showImage(select) {
