@@ -1,0 +1,34 @@
+"""The Account history's reading of the ledger (app/db/ledger.py): newest first, a page at a
+time by cursor, each entry with the balance it left, a charge with its job's template."""
+
+from __future__ import annotations
+
+from app.db import ledger as ledger_db
+from app.db import users as users_db
+
+
+async def test_pages_carry_a_running_balance_and_name_the_template(db):
+    user = await users_db.create(db, "lee@example.com", "x", 1000)
+    uid = str(user["id"].id)
+    await db.write(
+        "CREATE video_job:j1 CONTENT { owner: $u, template: 'car-commercial', "
+        "template_name: 'Car commercial', start_key: 'k', variables: {}, prompt: 'p', "
+        "provider: 'local', endpoint: 'e', parameters: {}, status: 'completed', credits: 80, "
+        "deadline_at: time::now() };"
+        "UPDATE $u SET balance -= 80;"
+        "CREATE ledger CONTENT { owner: $u, amount: -80, reason: 'video', job: 'j1' };",
+        {"u": user["id"]})
+    for amount in (50, -30, 200):
+        await users_db.grant(db, uid, amount, "grant")
+    balance = (await users_db.by_id(db, uid))["balance"]
+    assert balance == 1000 - 80 + 50 - 30 + 200
+
+    first = await ledger_db.history(db, uid, limit=3)
+    assert first["more"] is True
+    assert [(r["amount"], r["balance_after"]) for r in first["rows"]] == [
+        (200, balance), (-30, balance - 200), (50, balance - 170)]
+    rest = await ledger_db.history(db, uid, before=first["rows"][-1]["created_at"], limit=3)
+    assert rest["more"] is False
+    assert [(r["reason"], r["amount"], r["balance_after"], r.get("template_name"))
+            for r in rest["rows"]] == [("video", -80, 920, "Car commercial"),
+                                       ("signup", 1000, 1000, None)]
