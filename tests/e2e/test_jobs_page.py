@@ -187,4 +187,6 @@ def test_account_history_names_links_and_balances(page: Page, fal_server: Server
     page.wait_for_url(f"{base}/jobs?job={done}#job-{done}")
     assert card_ids(page)[0] == done
     expect(page.locator(f"#job-{done} .job-status")).to_have_text("Ready")
+    expect(page.locator(".jobs-from")).to_contain_text("Car commercial")
+    shot(page, "account-03-linked-job")
     cancel(ctx, base, running)
