@@ -34,6 +34,14 @@ def cancel(context: BrowserContext, base: str, job_id: str) -> None:
     assert r.status == 200, r.text()
 
 
+def console_errors(page: Page) -> list[str]:
+    """Errors the page logs or throws from now on (the list fills as they happen)."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
 def card_ids(page: Page, selector: str = ".job-card") -> list[str]:
     return page.eval_on_selector_all(selector, "cs => cs.map(c => c.id.slice(4))")
 
@@ -41,6 +49,7 @@ def card_ids(page: Page, selector: str = ".job-card") -> list[str]:
 def test_jobs_page_scans_filters_pages_and_stays_live(page: Page, fal_server: ServerProcess,
                                                       fake: FakeFal) -> None:
     base, ctx = fal_server.url, page.context
+    errors = console_errors(page)
     page.set_viewport_size(DESKTOP)
     signup(page, base, "jobs")
     key = upload(page)
@@ -140,11 +149,13 @@ def test_jobs_page_scans_filters_pages_and_stays_live(page: Page, fal_server: Se
     heights = page.eval_on_selector_all(".job-card", "cs => cs.map(c => c.offsetHeight)")
     assert max(heights) < 200, heights
     shot(page, "jobs-04-phone")
+    assert not errors, errors
 
 
 def test_account_history_names_links_and_balances(page: Page, fal_server: ServerProcess,
                                                   fake: FakeFal) -> None:
     base, ctx = fal_server.url, page.context
+    errors = console_errors(page)
     page.set_viewport_size(DESKTOP)
     signup(page, base, "history")
     key = upload(page)
@@ -189,4 +200,5 @@ def test_account_history_names_links_and_balances(page: Page, fal_server: Server
     expect(page.locator(f"#job-{done} .job-status")).to_have_text("Ready")
     expect(page.locator(".jobs-from")).to_contain_text("Car commercial")
     shot(page, "account-03-linked-job")
+    assert not errors, errors
     cancel(ctx, base, running)
