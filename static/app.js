@@ -248,6 +248,25 @@
   document.addEventListener("DOMContentLoaded", syncAvailable);
   document.addEventListener("htmx:load", syncAvailable);
 
+  // Times come from the server in UTC (it does not know the reader's time zone), marked
+  // <time datetime="…" data-local>; they are shown in the reader's own zone, also in
+  // fragments that arrive later (job cards from the stream, Load more).
+  var LOCAL_TIME = new Intl.DateTimeFormat(undefined, {
+    month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  function localTimes(root) {
+    if (!root.querySelectorAll) return;
+    var found = [].slice.call(root.querySelectorAll("time[data-local]"));
+    if (root.matches && root.matches("time[data-local]")) found.push(root);
+    found.forEach(function (t) {
+      var when = new Date(t.getAttribute("datetime"));
+      if (!isNaN(when)) t.textContent = LOCAL_TIME.format(when);
+    });
+  }
+  localTimes(document);
+  new MutationObserver(function (records) {
+    records.forEach(function (r) { r.addedNodes.forEach(localTimes); });
+  }).observe(document.documentElement, { childList: true, subtree: true });
+
   // Choosing another start image in the form shows it in the panel at once (no request,
   // so nothing typed is lost).
   function showImage(select) {
@@ -372,6 +391,46 @@
       htmx.trigger(zone, "drop-file");
     }
   });
+
+  // Player: one shared lightbox (<dialog id="player"> in base.html) instead of a <video
+  // controls> squeezed into every tile or card. A click on anything with data-play="<url>"
+  // (optional data-title, data-poster) opens it; the dialog is modal, so Escape, the close
+  // button or a click on the backdrop closes it, the video stops and focus goes back to
+  // what opened it.
+  var playerOpener = null;
+  function openPlayer(trigger) {
+    var dialog = document.getElementById("player");
+    if (!dialog || !dialog.showModal) { window.location.href = trigger.dataset.play; return; }
+    var video = dialog.querySelector("video");
+    video.src = trigger.dataset.play;
+    if (trigger.dataset.poster) video.poster = trigger.dataset.poster;
+    else video.removeAttribute("poster");
+    dialog.querySelector(".player-title").textContent = trigger.dataset.title || "Video";
+    playerOpener = trigger;
+    dialog.showModal();
+    var playing = video.play();
+    if (playing && playing.catch) playing.catch(function () { /* the controls remain */ });
+  }
+  document.addEventListener("click", function (e) {
+    if (!e.target.closest) return;
+    var trigger = e.target.closest("[data-play]");
+    if (trigger && !e.ctrlKey && !e.metaKey && !e.shiftKey && e.button === 0) {
+      e.preventDefault();
+      openPlayer(trigger);
+    } else if (e.target.closest("[data-close-player]") || e.target.id === "player") {
+      document.getElementById("player").close();  // the button, or the backdrop
+    }
+  });
+  // "close" does not bubble: listen in the capture phase.
+  document.addEventListener("close", function (e) {
+    if (e.target.id !== "player") return;
+    var video = e.target.querySelector("video");
+    video.pause();
+    video.removeAttribute("src");
+    video.load();  // release the stream
+    if (playerOpener && playerOpener.isConnected) playerOpener.focus();
+    playerOpener = null;
+  }, true);
 
   // Elapsed time on running job cards ticks locally (a clock, not a request).
   setInterval(function () {

@@ -5,6 +5,7 @@ allowed; this module only makes them atomic."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from app.db.connection import Database, Thrown, rid
@@ -166,16 +167,20 @@ OWNER_INDEX = "WITH INDEX job_owner"
 
 async def list_for(
     db: Database, owner_id: str, statuses: list[str] | None = None,
-    limit: int = 20, offset: int = 0,
+    limit: int = 20, offset: int = 0, before: datetime | None = None,
 ) -> list[dict]:
-    where = "owner = $owner" + (" AND status IN $statuses" if statuses else "")
+    """Newest first. `before` (a created_at) pages by cursor: jobs created since the first
+    page was read do not shift the next page, as an offset would."""
+    where = ("owner = $owner" + (" AND status IN $statuses" if statuses else "")
+             + (" AND created_at < $before" if before is not None else ""))
     # WITH INDEX: given `status IN …`, the planner walks the job_status index, i.e. every
     # person's jobs in those states (80 ms at 3,000 jobs, growing with the table); the
     # owner's index is what bounds this to one person's jobs (4 ms). See OWNER_INDEX.
     return await db.read_one(
         f"SELECT * FROM video_job {OWNER_INDEX} WHERE {where} "  # noqa: S608
         "ORDER BY created_at DESC LIMIT $limit START $offset",
-        {"owner": rid("user", owner_id), "statuses": statuses, "limit": limit, "offset": offset},
+        {"owner": rid("user", owner_id), "statuses": statuses, "limit": limit, "offset": offset,
+         "before": before},
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,15 @@ CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "scripts" / "templates.js
 
 def read_catalogue(path: Path = CATALOGUE_PATH) -> list[dict[str, Any]]:
     return json.loads(path.read_text())
+
+
+@cache
+def variable_labels() -> dict[str, dict[str, str]]:
+    """{slug: {variable name: label}} from the catalogue file, read once per process: job
+    cards show "Brand: Aurora" without a query per render (the database's catalogue is
+    synced from this file at start-up)."""
+    return {t["slug"]: {v["name"]: v.get("label") or v["name"] for v in t.get("variables", [])}
+            for t in read_catalogue()}
 
 
 async def sync_catalogue(db: Database, path: Path = CATALOGUE_PATH) -> int:

@@ -94,14 +94,6 @@ async def ledger_sum(db: Database, user_id: str) -> int:
     return int(value or 0)
 
 
-async def ledger(db: Database, user_id: str, limit: int = 50) -> list[dict[str, Any]]:
-    """A person's latest ledger entries, newest first."""
-    return await db.read_one(
-        "SELECT * FROM ledger WHERE owner = $u ORDER BY created_at DESC LIMIT $limit",
-        {"u": rid("user", user_id), "limit": limit},
-    )
-
-
 def available(user: dict[str, Any]) -> int:
     return int(user["balance"]) - int(user["reserved"])
 

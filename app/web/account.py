@@ -5,6 +5,7 @@ every other session."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -12,9 +13,12 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
 
+from app.db import jobs as jobs_db
+from app.db import ledger as ledger_db
 from app.db import library as library_db
 from app.db import sessions as sessions_db
 from app.db import users as users_db
+from app.jobs.states import ACTIVE
 from app.web import sessions
 from app.web.auth import (
     MAX_PASSWORD,
@@ -56,7 +60,8 @@ class AccountController(Controller):
     include_in_schema = False  # an HTML page and its forms; /schema documents the JSON API
 
     async def _render(self, request: Request, user: dict[str, Any], *, status: int = 200,
-                      error: str | None = None, notice: str | None = None) -> Template:
+                      error: str | None = None, notice: str | None = None,
+                      before: str | None = None) -> Template:
         db = services_of(request).db
         user_id = user_id_of(user)
         here = sessions.current_id(request)
@@ -70,20 +75,32 @@ class AccountController(Controller):
         storage = {"used": human_bytes(used), "quota": human_bytes(quota),
                    "percent": min(100, used * 100 // quota) if quota else 100,
                    "full": used >= quota}
+        try:  # the history's "Older" link carries the last entry's time
+            cursor = datetime.fromisoformat(before) if before else None
+        except ValueError:
+            cursor = None
+        history = await ledger_db.history(db, user_id, before=cursor)
+        rows = history["rows"]
         return Template(template_name="pages/account.html", status_code=status, context={
             "user": user, "active_nav": "account",
-            "ledger": await users_db.ledger(db, user_id),
+            "ledger": rows, "paged": cursor is not None,
+            "older": rows[-1]["created_at"].isoformat() if history["more"] else None,
+            # What running jobs hold, named: the held credits are theirs until they end.
+            "holds": await jobs_db.list_for(db, user_id, sorted(s.value for s in ACTIVE),
+                                            limit=50),
             "available": users_db.available(user), "sessions": listed,
             "password_error": error, "notice": notice, "storage": storage,
             "min_password": MIN_PASSWORD,
         })
 
     @get("/", name="account")
-    async def account(self, request: Request, notice: str | None = None) -> Template | Redirect:
+    async def account(self, request: Request, notice: str | None = None,
+                      before: str | None = None) -> Template | Redirect:
         user = await current_user(request)
         if user is None:
             return Redirect("/login?next=/account")
-        return await self._render(request, user, notice=NOTICES.get(notice or ""))
+        return await self._render(request, user, notice=NOTICES.get(notice or ""),
+                                  before=before)
 
     @post("/sessions/end-others")
     async def end_others(self, request: Request) -> Redirect:

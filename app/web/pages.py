@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -20,7 +21,7 @@ from app.db.connection import Thrown
 from app.emails import InvalidEmail, legacy_form, normalise_email
 from app.jobs.service import JobRequestError
 from app.web import sessions
-from app.web.api import STATUS_FILTERS
+from app.web.api import STATUS_FILTERS, _safe_id
 from app.web.auth import (
     MAX_PASSWORD,
     MIN_PASSWORD,
@@ -31,10 +32,22 @@ from app.web.auth import (
     verify_password,
 )
 from app.web.client_address import client_address, counting_network
+from app.web.responses import is_htmx
 
 LOGIN_FAILED = "That email and password don't match an account."
 SIGNUP_REFUSED = ("Too many accounts have been created from your network in the last hour. "
                   "Please try again later, or sign in if you already have an account.")
+
+
+JOBS_PAGE = 20  # cards per page of /jobs; "Load more" brings the next ones
+
+
+def _instant(value: str | None) -> datetime | None:
+    """A cursor from a Load more link (an ISO time), or None for a missing or bad one."""
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def _client(request: Request) -> str:
@@ -173,16 +186,56 @@ class PageController(Controller):
                            urls=await job_urls(request, recent), selected=template)
 
     @get("/jobs", name="jobs")
-    async def jobs(self, request: Request, status: str | None = None) -> Template | Redirect:
+    async def jobs(self, request: Request, status: str | None = None,
+                   before: str | None = None, job: str | None = None) -> Template | Redirect:
+        """The person's jobs, newest first, JOBS_PAGE at a time. `before` (a created_at
+        from the Load more link) continues the list; htmx gets only the next cards. `job`
+        starts the list at that job (the Account history links to it)."""
         user = await current_user(request)
         if user is None:
             return Redirect("/login?next=/jobs")
+        db = services_of(request).db
+        uid = user_id_of(user)
         selected = status if status in STATUS_FILTERS else None
-        rows = await jobs_db.list_for(services_of(request).db, user_id_of(user),
-                                      STATUS_FILTERS[selected] if selected else None, limit=100)
-        await services_of(request).fragments.durations.prime(services_of(request).db, rows)
-        return await _page(request, "jobs", user, jobs=rows, urls=await job_urls(request, rows),
-                           filter=selected)
+        cursor = _instant(before)
+        start = await jobs_db.get_owned(db, _safe_id(job), uid) if job and not cursor else None
+        if start is not None:  # that job and the ones before it
+            cursor = start["created_at"] + timedelta(microseconds=1)
+        rows = await jobs_db.list_for(db, uid, STATUS_FILTERS[selected] if selected else None,
+                                      limit=JOBS_PAGE + 1, before=cursor)
+        more, rows = len(rows) > JOBS_PAGE, rows[:JOBS_PAGE]
+        await services_of(request).fragments.durations.prime(db, rows)
+        ctx = {"jobs": rows, "urls": await job_urls(request, rows), "filter": selected,
+               "next_before": rows[-1]["created_at"].isoformat() if more else None,
+               "start": start, "list_id": "job-list" if selected in (None, "active")
+               and start is None else "job-list-static"}
+        if before and is_htmx(request):
+            return Template(template_name="partials/jobs_more.html",
+                            context={**ctx, "more_cards": True})
+        return await _page(request, "jobs", user, **ctx)
+
+    @get("/jobs/{job_id:str}/thumbnail")
+    async def job_thumbnail(self, request: Request, job_id: str) -> Response | Redirect:
+        """A job's picture for its card: the video's poster once there is one, else the
+        start image while it is in the library, else a neutral placeholder. A redirect,
+        so every place a card is rendered (pages, the stream, API answers) needs only the
+        job's id; cached briefly, so a card replaced by a live update does not flicker."""
+        user = await current_user(request)
+        if user is None:
+            return Response("", status_code=401)
+        services = services_of(request)
+        uid = user_id_of(user)
+        found = await jobs_db.get_owned(services.db, _safe_id(job_id), uid)
+        if found is None:
+            return Response("", status_code=404)
+        target = "/static/job-placeholder.svg"
+        for key, filed in ((found.get("poster_key"), found.get("result_key")),
+                           (found.get("start_key"), found.get("start_key"))):
+            if key and filed and await library_db.get_owned(services.db, uid, filed):
+                target = await services.storage.url(key)
+                break
+        return Redirect(target, status_code=302,
+                        headers={"cache-control": "private, max-age=300"})
 
     @get("/fragments/generate")
     async def generate_fragment(

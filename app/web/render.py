@@ -10,6 +10,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from app.db.templates import variable_labels
 from app.jobs.progress import Durations, estimate, eta_text, typical_text
 from app.jobs.states import FINAL, Status, public_status
 
@@ -22,6 +23,16 @@ SLOW_AFTER_SECONDS = 600  # the toast says "taking longer" after 10 minutes
 def _elapsed(job: dict[str, Any]) -> int:
     end = job.get("finished_at") or datetime.now(UTC)
     return max(0, int((end - job["created_at"]).total_seconds()))
+
+
+def _fields(job: dict[str, Any]) -> list[tuple[str, str]]:
+    """The job's variables as (label, value), in the template's order; a variable the
+    catalogue no longer knows keeps its name ("BRAND" -> "Brand")."""
+    labels = variable_labels().get(job.get("template") or "", {})
+    values = job.get("variables") or {}
+    names = [n for n in labels if n in values] + [n for n in values if n not in labels]
+    return [(labels.get(n) or n.replace("_", " ").capitalize(), str(values[n]))
+            for n in names if values[n] not in (None, "")]
 
 
 def _job_view(job: dict[str, Any], durations: Durations | None = None) -> dict[str, Any]:
@@ -50,7 +61,11 @@ def _job_view(job: dict[str, Any], durations: Durations | None = None) -> dict[s
         else 100,
         "progress_source": est["source"], "eta": est["eta"], "pace": pace,
         "slow_in": max(0, SLOW_AFTER_SECONDS - elapsed),
-        "created_at": job["created_at"],
+        "created_at": job["created_at"], "fields": _fields(job),
+        # What the job cost: only a completed job is charged (a failed or canceled one
+        # released its hold); an active one holds its price.
+        "charged": job.get("credits") if status == Status.COMPLETED else 0,
+        "poster_key": job.get("poster_key"),
         # The version of what the fragments show: the record's rev, bumped by the database
         # on every write, orders states whichever process wrote them; the page keeps the
         # newest (static/app.js).

@@ -84,7 +84,7 @@ def test_every_page_runs_under_the_csp(page: Page, admin_server: ServerProcess,
     # Dismiss (a delegated handler, no onclick=), before the toast fades away by itself
     toast.locator(".toast-close").click()
     expect(toast).to_have_count(0)
-    page.wait_for_selector(f"#job-{done} video.job-video")
+    page.wait_for_selector(f"#job-{done} [data-play]")
 
     # A job that stays in fal's queue: its card and spinner toast, styled by app.js.
     fake.next_jobs(1, queue_time=300)

@@ -204,7 +204,7 @@ async def test_backup_of_a_running_app_restores_into_a_wiped_data_directory(
         assert "backup reelforge-" in made.stdout and "writes held" in made.stdout
         # the streams lived through it: alice's first video still arrives
         await alice_stream.until(lambda e: e.event.startswith("job-")
-                                 and "job-video" in e.data, timeout=30)
+                                 and "data-play=" in e.data, timeout=30)
         assert await answers(bob) == bob_before and await answers(carol) == carol_before
 
     (file,) = store.glob("reelforge-*.tar")
