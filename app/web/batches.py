@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIType, Schema
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Stream
 from zipstream import ZIP_STORED, ZipStream
 
@@ -180,10 +180,10 @@ class BatchController(Controller):
 
     @get("/", responses={200: ok(BatchList, "The caller's batches, newest first"),
                          400: BAD_REQUEST, 401: NOT_SIGNED_IN})
-    async def index(self, request: Request, limit: FromQuery[int] = 20,
-                    offset: FromQuery[int] = 0) -> BatchList:
+    async def index(self, request: Request,
+                    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+                    offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0) -> BatchList:
         user = await require_user(request)
-        limit, offset = max(1, min(limit, 100)), max(0, offset)
         db = services_of(request).db
         rows = await batches_db.list_for(db, user_id_of(user), limit + 1, offset)
         jobs = await batches_db.jobs_of(db, rows[:limit])
