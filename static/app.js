@@ -361,6 +361,46 @@
     }
   });
 
+  // Player: one shared lightbox (<dialog id="player"> in base.html) instead of a <video
+  // controls> squeezed into every tile or card. A click on anything with data-play="<url>"
+  // (optional data-title, data-poster) opens it; the dialog is modal, so Escape, the close
+  // button or a click on the backdrop closes it, the video stops and focus goes back to
+  // what opened it.
+  var playerOpener = null;
+  function openPlayer(trigger) {
+    var dialog = document.getElementById("player");
+    if (!dialog || !dialog.showModal) { window.location.href = trigger.dataset.play; return; }
+    var video = dialog.querySelector("video");
+    video.src = trigger.dataset.play;
+    if (trigger.dataset.poster) video.poster = trigger.dataset.poster;
+    else video.removeAttribute("poster");
+    dialog.querySelector(".player-title").textContent = trigger.dataset.title || "Video";
+    playerOpener = trigger;
+    dialog.showModal();
+    var playing = video.play();
+    if (playing && playing.catch) playing.catch(function () { /* the controls remain */ });
+  }
+  document.addEventListener("click", function (e) {
+    if (!e.target.closest) return;
+    var trigger = e.target.closest("[data-play]");
+    if (trigger && !e.ctrlKey && !e.metaKey && !e.shiftKey && e.button === 0) {
+      e.preventDefault();
+      openPlayer(trigger);
+    } else if (e.target.closest("[data-close-player]") || e.target.id === "player") {
+      document.getElementById("player").close();  // the button, or the backdrop
+    }
+  });
+  // "close" does not bubble: listen in the capture phase.
+  document.addEventListener("close", function (e) {
+    if (e.target.id !== "player") return;
+    var video = e.target.querySelector("video");
+    video.pause();
+    video.removeAttribute("src");
+    video.load();  // release the stream
+    if (playerOpener && playerOpener.isConnected) playerOpener.focus();
+    playerOpener = null;
+  }, true);
+
   // Elapsed time on running job cards ticks locally (a clock, not a request).
   setInterval(function () {
     var now = Date.now() / 1000;
