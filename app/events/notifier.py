@@ -111,8 +111,15 @@ class Notifier:
         if not self._newer(f"library:{item['key']}", {"rev": 1}, ("filed",)):
             return
         url = await self.storage.url(item["key"])
-        self.broker.publish(user_id,
-                            [ServerEvent("library", self.fragments.library_tile(item, url))])
+        poster = await self.storage.url(item["poster_key"]) if item.get("poster_key") else None
+        self.broker.publish(user_id, [ServerEvent(
+            "library", self.fragments.library_tile(item, url, poster))])
+
+    def publish_library_removed(self, user_id: str, key: str) -> None:
+        """An item was deleted: the person's other pages drop its tile and, if it was their
+        start image, pick another (static/app.js). The data is the key (safe characters
+        only, app/storage/keys.py)."""
+        self.broker.publish(user_id, [ServerEvent("library-removed", key)])
 
     async def publish_admin(self, job: dict[str, Any]) -> None:
         watching = [a for a in list(self.admins) if self.broker.has_subscribers(a)]
