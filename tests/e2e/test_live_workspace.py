@@ -98,6 +98,15 @@ def assert_video_plays(page: Page, selector: str) -> float:
     return page.eval_on_selector(selector, "v => v.duration")
 
 
+def tile_video_plays(page: Page) -> float:
+    """The library's video tile plays in the shared player (closed again afterwards)."""
+    page.click("#library-grid > .tile[data-kind=video] [data-play]")
+    duration = assert_video_plays(page, "#player video")
+    page.keyboard.press("Escape")
+    expect(page.locator("#player")).to_be_hidden()
+    return duration
+
+
 def api(context: BrowserContext, base: str, method: str, path: str, **kw):
     """The JSON API as the signed-in person (the test's own calls, not the page's)."""
     token = next(c["value"] for c in context.cookies(base) if c["name"] == "csrftoken")
@@ -160,8 +169,7 @@ def test_generate_from_workspace_live(page: Page, fal_server: ServerProcess,
     expect(toast.locator(".spinner")).to_have_count(0)
 
     # The video is in the library (pushed, not reloaded) and plays, there and on the card.
-    tile_video = "#library-grid > .tile[data-kind=video] video"
-    assert assert_video_plays(page, tile_video) > 0
+    assert tile_video_plays(page) > 0
     assert assert_video_plays(page, f"#job-{job_id} video.job-video") > 0
     expect(card(page, job_id).locator("a[download]")).to_be_visible()
 
@@ -274,7 +282,7 @@ def test_reopen_after_closing_mid_job(context: BrowserContext, fal_server: Serve
     expect(toast).to_contain_text("Your video is ready")
     expect(toast.locator("a")).to_have_attribute("href", f"/jobs#job-{job_id}")
     expect(card(again, job_id)).to_have_attribute("data-status", "completed")
-    assert assert_video_plays(again, "#library-grid > .tile[data-kind=video] video") > 0
+    assert tile_video_plays(again) > 0
     expect(again.locator("#credits .credits-amount")).to_have_text(str(1000 - CAR_PRICE))
     shot(again, "reopen-01-ready-toast")
 
@@ -412,7 +420,7 @@ def test_local_provider_end_to_end(page: Page, local_server: ServerProcess) -> N
     assert_in_order(statuses(page, job_id), ["queued", "completed"])
     duration = assert_video_plays(page, f"#job-{job_id} video.job-video")
     assert 4 <= duration <= 6, duration  # the template asks for 5 s
-    assert assert_video_plays(page, "#library-grid > .tile[data-kind=video] video") == duration
+    assert tile_video_plays(page) == duration
     size = page.eval_on_selector(f"#job-{job_id} video.job-video",
                                  "v => [v.videoWidth, v.videoHeight]")
     assert size == [640, 360], size
