@@ -27,6 +27,14 @@ def submit(context: BrowserContext, base: str, start_key: str) -> str:
     return r.json()["jobId"]
 
 
+def watch_errors(page: Page) -> list[str]:
+    """Console errors and uncaught exceptions of the page, to be none."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
 def focused(page: Page) -> dict:
     return page.evaluate("""() => { const a = document.activeElement;
         return {cls: a.className, label: a.getAttribute('aria-label') || '',
@@ -47,6 +55,7 @@ def test_video_tiles_player_filters_and_one_tab_stop_per_tile(
         context: BrowserContext, local_server: ServerProcess) -> None:
     base = local_server.url
     page = context.new_page()
+    errors = watch_errors(page)
     signup(page, base, "browse")
     first = upload(page, "beach.png", seed=0)
     second = upload(page, "road.png", seed=1)
@@ -141,12 +150,14 @@ def test_video_tiles_player_filters_and_one_tab_stop_per_tile(
     main.click()
     expect(page.locator("#player")).to_be_visible()
     shot(page, "library-04-phone-player", full_page=False)
+    assert errors == []
 
 
 def test_deleting_the_selected_image_selects_the_next_everywhere(
         context: BrowserContext, local_server: ServerProcess) -> None:
     base = local_server.url
     page = context.new_page()
+    errors = watch_errors(page)
     signup(page, base, "delete")
     oldest = upload(page, "a.png", seed=0)
     middle = upload(page, "b.png", seed=1)
@@ -189,3 +200,4 @@ def test_deleting_the_selected_image_selects_the_next_everywhere(
     shot(page, "library-05-deleted-all")
     page.set_viewport_size({"width": 390, "height": 844})
     shot(page, "library-06-deleted-all-phone")
+    assert errors == []

@@ -90,6 +90,9 @@ async def test_a_video_without_a_frame_still_completes_without_a_poster(carol, f
     item, job = _records(carol.client, carol.email, final["key"], job_id)
     assert item.get("poster_key") is None and job.get("poster_key") is None
     assert job["status"] == "completed" and job["result_key"] == final["key"]
+    # Its tile still shows well: a neutral frame with the play icon, named and dated.
+    page = (await carol.get("/")).text
+    assert "tile-noposter" in page and 'aria-label="Play Car commercial video, ' in page
 
 
 @pytest.fixture
