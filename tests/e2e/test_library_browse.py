@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.crashkit import ServerProcess
-from tests.e2e.conftest import shot, signup, upload
+from tests.e2e.conftest import ARTIFACTS, shot, signup, upload
 
 pytestmark = pytest.mark.e2e
 
@@ -129,6 +129,7 @@ def test_video_tiles_player_filters_and_one_tab_stop_per_tile(
                            arg=tile.locator(".tile-actions").element_handle())
     page.keyboard.press("ArrowRight")
     assert focused(page)["label"].startswith("Delete Product turntable video")
+    page.locator(".library-panel").screenshot(path=str(ARTIFACTS / "library-02a-keyboard.png"))
     page.keyboard.press("ArrowRight")
     assert focused(page)["cls"].startswith("tile-main")
     page.keyboard.press("Tab")  # out of the grid
