@@ -69,8 +69,11 @@ async def poster_owned(db: Database, owner_id: str, key: str) -> bool:
 
 
 async def delete_owned(db: Database, owner_id: str, key: str) -> bool:
-    rows = await db.write_one(
-        "DELETE library WHERE key = $key AND owner = $owner RETURN BEFORE",
+    """Delete; marked `removed` first in the same transaction, for the change feed (a
+    delete there names only the record, see scripts/schema.surql)."""
+    result = await db.write(
+        "BEGIN; UPDATE library SET removed = true WHERE key = $key AND owner = $owner;"
+        " RETURN (DELETE library WHERE key = $key AND owner = $owner RETURN BEFORE); COMMIT;",
         {"key": key, "owner": rid("user", owner_id)},
     )
-    return bool(rows)
+    return bool(result[-1])
