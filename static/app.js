@@ -80,7 +80,8 @@
       return;
     }
     e.preventDefault();
-    upsert(e.detail.data, e.target, position);
+    if (e.detail.type === "library") insertTile(e.detail.data, e.target);
+    else upsert(e.detail.data, e.target, position);
   });
 
   // A form's answer may carry <template data-upsert="#job-list" data-position="…">.
@@ -390,6 +391,140 @@
       input.files = e.dataTransfer.files;
       htmx.trigger(zone, "drop-file");
     }
+  });
+
+  // -- Library (workspace) ---------------------------------------------------------------
+  // The grid holds images first, then videos, each newest first, so new videos never push
+  // the start images down: a pushed video tile goes before the first video.
+  function insertTile(html, grid) {
+    var firstVideo = grid.querySelector(":scope > .tile[data-kind=video]");
+    if (firstVideo) upsert(html, firstVideo, "beforebegin");
+    else upsert(html, grid, "beforeend");
+  }
+
+  // Deleting an item, here (its Delete button) or in another tab (the stream's
+  // `library-removed` event, whose data is the key): its tile goes, and when it was the
+  // start image the next one (else the one before) becomes the start image in the form,
+  // the panel's preview and the grid's ring; with none left the panel shows its empty
+  // state. Focus moves to a neighbouring tile rather than being lost.
+  function forgetItem(key) {
+    var grid = document.getElementById("library-grid");
+    var tile = grid && [].find.call(grid.children, function (t) { return t.dataset.key === key; });
+    if (tile) {
+      if (tile.contains(document.activeElement)) {
+        var near = tile.nextElementSibling || tile.previousElementSibling;
+        var target = near && near.querySelector(".tile-main");
+        if (target) target.focus();
+        else if ((target = document.getElementById("upload-file"))) target.focus();
+      }
+      tile.remove();
+    }
+    var select = document.getElementById("gen-image");
+    if (!select || select.tagName !== "SELECT") return;
+    var options = [].slice.call(select.options);
+    var gone = options.filter(function (o) { return o.value === key; })[0];
+    if (!gone) return;
+    var chosen = select.value === key;
+    var next = gone.nextElementSibling || gone.previousElementSibling;
+    gone.remove();
+    if (!chosen) return;
+    if (next) {
+      select.value = next.value;
+      showImage(select);
+    } else if (document.getElementById("workspace-panel")) {
+      var values = htmx.values(document.getElementById("generate"));
+      delete values.startKey;  // none left: the panel's empty state
+      htmx.ajax("GET", "/fragments/panel", { target: "#workspace-panel", swap: "outerHTML",
+                                             values: values });
+    }
+  }
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var config = e.detail.requestConfig;
+    if (!config || config.verb !== "delete" || e.detail.xhr.status >= 300) return;
+    var tile = config.elt.closest && config.elt.closest("#library-grid > .tile");
+    if (!tile) return;
+    e.detail.shouldSwap = false;  // forgetItem removes the tile, and moves what needs to
+    forgetItem(tile.dataset.key);
+  });
+  document.addEventListener("htmx:sseBeforeMessage", function (e) {
+    if (e.detail.type !== "library-removed") return;
+    e.preventDefault();
+    forgetItem((e.detail.data || "").trim());
+  });
+
+  // Library filters: All / Images / Videos, shown by the grid's data-show (app.css), with
+  // counts, an empty state per filter, and the choice remembered in this browser.
+  var FILTER_KEY = "reelforge.libraryFilter";
+  function setFilter(value, remember) {
+    var grid = document.getElementById("library-grid");
+    if (!grid) return;
+    grid.dataset.show = value;
+    document.querySelectorAll(".library-filter [data-filter]").forEach(function (b) {
+      b.setAttribute("aria-pressed", String(b.dataset.filter === value));
+    });
+    if (remember) {
+      try { localStorage.setItem(FILTER_KEY, value); } catch (_) { /* private mode */ }
+    }
+    libraryChanged();
+  }
+  function libraryChanged() {
+    var grid = document.getElementById("library-grid");
+    if (!grid) return;
+    var counts = { all: 0, image: 0, video: 0 };
+    grid.querySelectorAll(":scope > .tile").forEach(function (t) {
+      counts.all += 1;
+      counts[t.dataset.kind] = (counts[t.dataset.kind] || 0) + 1;
+    });
+    document.querySelectorAll(".library-filter [data-count]").forEach(function (c) {
+      c.textContent = String(counts[c.dataset.count] || 0);
+    });
+    if (!counts.all && !grid.querySelector(":scope > .empty-state")) {
+      var empty = document.createElement("p");
+      empty.className = "empty-state";
+      empty.id = "library-empty";
+      empty.textContent = "Your library is empty. Upload an image to get started.";
+      grid.appendChild(empty);
+    }
+    document.querySelectorAll(".library-filter").forEach(function (f) { f.hidden = !counts.all; });
+    var show = grid.dataset.show || "all";
+    document.querySelectorAll(".library-filter-empty").forEach(function (p) {
+      p.hidden = !(counts.all && p.dataset.emptyFor === show && !counts[show]);
+    });
+  }
+  document.addEventListener("click", function (e) {
+    var button = e.target.closest && e.target.closest(".library-filter [data-filter]");
+    if (button) setFilter(button.dataset.filter, true);
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    // A new upload must be seen: "Videos" would hide it.
+    var grid = document.getElementById("library-grid");
+    if (e.detail.successful && e.detail.elt.closest && e.detail.elt.closest("#upload") &&
+        grid && grid.dataset.show === "video") setFilter("all", true);
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var grid = document.getElementById("library-grid");
+    if (!grid) return;
+    var saved = null;
+    try { saved = localStorage.getItem(FILTER_KEY); } catch (_) { /* private mode */ }
+    setFilter(["all", "image", "video"].indexOf(saved) >= 0 ? saved : "all", false);
+    new MutationObserver(libraryChanged).observe(grid, { childList: true });
+  });
+
+  // Library tiles: one Tab stop each (the tile's main control: use as start image, or
+  // play); its Download and Delete buttons have tabindex -1 and are reached with the arrow
+  // keys (Home/End too) from within the tile. The actions show while the tile has focus.
+  document.addEventListener("keydown", function (e) {
+    var step = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 }[e.key];
+    if (!step && e.key !== "Home" && e.key !== "End") return;
+    var tile = e.target.closest && e.target.closest("#library-grid > .tile");
+    if (!tile) return;
+    var stops = [].slice.call(tile.querySelectorAll(".tile-main, .tile-actions > .tile-action"));
+    var at = stops.indexOf(e.target);
+    if (at < 0) return;
+    e.preventDefault();
+    var to = e.key === "Home" ? 0 : e.key === "End" ? stops.length - 1
+      : (at + step + stops.length) % stops.length;
+    stops[to].focus();
   });
 
   // Player: one shared lightbox (<dialog id="player"> in base.html) instead of a <video

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.db.connection import Database, rid
+from app.storage.posters import is_poster_key, video_key_of
 
 
 async def add(
@@ -35,25 +36,44 @@ async def used_bytes(db: Database, owner_id: str) -> int:
     return int(used or 0)
 
 
+# Each item with what its tile shows of the job that made it (videos): the template's name,
+# read by record id in the same query, so a listing costs one query however many tiles.
+ITEM = "*, IF job != NONE THEN type::thing('video_job', job).template_name END AS template_name"
+
+
 async def list_for(db: Database, owner_id: str, kind: str | None = None) -> list[dict[str, Any]]:
     where = "owner = $owner" + (" AND kind = $kind" if kind else "")
     return await db.read_one(
-        f"SELECT * FROM library WHERE {where} ORDER BY created_at DESC",  # noqa: S608
+        f"SELECT {ITEM} FROM library WHERE {where} ORDER BY created_at DESC",  # noqa: S608
         {"owner": rid("user", owner_id), "kind": kind},
     )
 
 
 async def get_owned(db: Database, owner_id: str, key: str) -> dict[str, Any] | None:
     rows = await db.read_one(
-        "SELECT * FROM library WHERE key = $key AND owner = $owner LIMIT 1",
+        f"SELECT {ITEM} FROM library WHERE key = $key AND owner = $owner LIMIT 1",  # noqa: S608
         {"key": key, "owner": rid("user", owner_id)},
     )
     return rows[0] if rows else None
 
 
+async def poster_owned(db: Database, owner_id: str, key: str) -> bool:
+    """Whether `key` is the poster of one of this person's videos (served like the video)."""
+    if not is_poster_key(key):
+        return False
+    rows = await db.read_one(
+        "SELECT VALUE poster_key FROM library WHERE key = $video AND owner = $owner LIMIT 1",
+        {"video": video_key_of(key), "owner": rid("user", owner_id)},
+    )
+    return bool(rows) and rows[0] == key
+
+
 async def delete_owned(db: Database, owner_id: str, key: str) -> bool:
-    rows = await db.write_one(
-        "DELETE library WHERE key = $key AND owner = $owner RETURN BEFORE",
+    """Delete; marked `removed` first in the same transaction, for the change feed (a
+    delete there names only the record, see scripts/schema.surql)."""
+    result = await db.write(
+        "BEGIN; UPDATE library SET removed = true WHERE key = $key AND owner = $owner;"
+        " RETURN (DELETE library WHERE key = $key AND owner = $owner RETURN BEFORE); COMMIT;",
         {"key": key, "owner": rid("user", owner_id)},
     )
-    return bool(rows)
+    return bool(result[-1])

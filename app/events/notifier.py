@@ -104,15 +104,28 @@ class Notifier:
             self.broker.publish(user_id, [ServerEvent("credits", self.fragments.credits(user))])
 
     async def publish_library(self, item: dict[str, Any]) -> None:
-        """A finished video's tile (uploads are shown by the page that made them)."""
+        """A finished video's tile (uploads are shown by the page that made them), or an
+        item's removal (the change feed brings it marked `removed`)."""
         user_id = str(item["owner"].id)
+        if item.get("removed"):
+            self.publish_library_removed(user_id, item["key"])
+            return
         if item.get("kind") != "video" or not self.broker.has_subscribers(user_id):
             return
         if not self._newer(f"library:{item['key']}", {"rev": 1}, ("filed",)):
             return
         url = await self.storage.url(item["key"])
-        self.broker.publish(user_id,
-                            [ServerEvent("library", self.fragments.library_tile(item, url))])
+        poster = await self.storage.url(item["poster_key"]) if item.get("poster_key") else None
+        self.broker.publish(user_id, [ServerEvent(
+            "library", self.fragments.library_tile(item, url, poster))])
+
+    def publish_library_removed(self, user_id: str, key: str) -> None:
+        """An item was deleted: the person's other pages drop its tile and, if it was their
+        start image, pick another (static/app.js). The data is the key (safe characters
+        only, app/storage/keys.py). Sent once per process, whichever way it learnt of it."""
+        if self.broker.has_subscribers(user_id) and self._newer(
+                f"library-removed:{key}", {"rev": 1}, ("removed",)):
+            self.broker.publish(user_id, [ServerEvent("library-removed", key)])
 
     async def publish_admin(self, job: dict[str, Any]) -> None:
         watching = [a for a in list(self.admins) if self.broker.has_subscribers(a)]

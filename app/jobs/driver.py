@@ -50,11 +50,13 @@ from app.providers.base import (
     TransientProviderError,
     VideoProvider,
 )
+from app.storage import posters
 from app.storage.base import Storage, StorageError, TransientStorageError
 
 log = get_logger("reelforge.driver")
 
 FINALIZE_DOWNLOADS = 24  # results downloaded at once (each then uploads on its own)
+POSTERS_AT_ONCE = 2  # ffmpeg frame grabs at once (CPU: they share the machine with renders)
 WAKE_GAP = 0.02  # seconds: the shortest time between two claim rounds
 
 TRANSIENT = (TransientProviderError, TransientStorageError, Conflict, ConnectionLost,
@@ -108,6 +110,7 @@ class Driver:
         # Finalizing jobs download a few at a time, so that the first stored ones upload
         # while the next download (both streams overlap instead of all downloads first).
         self._downloads = asyncio.Semaphore(FINALIZE_DOWNLOADS)
+        self._posters = asyncio.Semaphore(POSTERS_AT_ONCE)
         self._background: set[asyncio.Task] = set()
         self._loop_task: asyncio.Task | None = None
         self._stopping = False
@@ -369,6 +372,8 @@ class Driver:
         started = time.monotonic()
         size = await self.storage.size(key)
         downloaded = size is None
+        # Best effort: a poster that fails or is missing leaves the job as it would be.
+        poster = None if downloaded else await posters.stored_poster(self.storage, key)
         if size is None and self.runs_here:
             await self._rendered_here(job)
         self._rendering.pop(job_id, None)
@@ -388,15 +393,18 @@ class Driver:
                 await _retry(self._storage_call("put_file", self.storage.put_file),
                              key, tmp, "video/mp4")
                 size = fetched.size
+                poster = await posters.make_poster(self.storage, key, tmp, self.work_dir,
+                                                   limit=self._posters)
             finally:
                 await asyncio.to_thread(tmp.unlink, missing_ok=True)
             crashpoint("after_upload")
         library = {"owner": job["owner"], "key": key, "kind": "video",
                    "content_type": "video/mp4", "size": size, "job": job_id,
-                   "name": f"{job['template_name']}.mp4"}
+                   "name": f"{job['template_name']}.mp4", "poster_key": poster}
         done = await self.service.move(
             job_id, Status.COMPLETED, lease=self.id, reason="stored and charged",
-            fields={"result_key": key, "result_size": size}, library=library,
+            fields={"result_key": key, "result_size": size, "poster_key": poster},
+            library=library,
         )
         crashpoint("after_charge")
         if done is not None:
@@ -411,6 +419,7 @@ class Driver:
             current = await jobs_db.get(self.db, job_id)
             if current and current["status"] == Status.CANCELED:
                 await self.storage.delete(key)  # canceled at the last moment: nothing kept
+                await self.storage.delete(posters.poster_key(key))
 
     async def _rendered_here(self, job: dict[str, Any]) -> None:
         """Before fetching a local render's result: if the render is unknown here (its

@@ -23,6 +23,7 @@ from app.jobs.service import (
     accepted_body,
 )
 from app.jobs.states import FINAL, Status, public_status
+from app.storage.posters import poster_key
 from app.web.auth import require_user, services_of, user_id_of
 from app.web.responses import error, is_htmx, over_quota
 from app.web.schemas import (
@@ -218,6 +219,10 @@ class ApiController(Controller):
             return error(404, "not_found", "No such item in your library", field="key")
         await library_db.delete_owned(services.db, uid, key)
         await services.storage.delete(key)
+        if item["kind"] == "video":  # its poster goes with it (older videos have none)
+            await services.storage.delete(item.get("poster_key") or poster_key(key))
+        if services.notifier:  # the person's other tabs drop the tile too
+            services.notifier.publish_library_removed(uid, key)
         if is_htmx(request):
             return Response("", status_code=200, media_type="text/html")
         return Response({"deleted": key})

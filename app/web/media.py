@@ -19,6 +19,8 @@ async def media(request: Request, key: str) -> File | Response:
     services = services_of(request)
     storage = services.storage
     owned = await library_db.get_owned(services.db, user_id_of(user), key)
+    if owned is None and await library_db.poster_owned(services.db, user_id_of(user), key):
+        owned = {"content_type": "image/jpeg"}  # a video's poster goes with the video
     if owned is None or not hasattr(storage, "path_for"):
         return error(404, "not_found", "No such file")
     path = storage.path_for(key)

@@ -65,7 +65,9 @@ def safe_next(target: str | None) -> str:
 async def _images(request: Request, user_id: str) -> list[dict[str, Any]]:
     storage = services_of(request).storage
     items = await library_db.list_for(services_of(request).db, user_id)
-    return [{**i, "url": await storage.url(i["key"])} for i in items]
+    return [{**i, "url": await storage.url(i["key"]),
+             "poster_url": await storage.url(i["poster_key"]) if i.get("poster_key") else None}
+            for i in items]
 
 
 async def job_urls(request: Request, rows: list[dict[str, Any]]) -> dict[str, str]:

@@ -114,5 +114,5 @@ class Fragments:
     def credits(self, user: dict[str, Any]) -> str:
         return self.render("credits", user=user)
 
-    def library_tile(self, item: dict[str, Any], url: str) -> str:
-        return self.render("library_tile", item=item, url=url)
+    def library_tile(self, item: dict[str, Any], url: str, poster_url: str | None = None) -> str:
+        return self.render("library_tile", item=item, url=url, poster_url=poster_url)

@@ -108,6 +108,15 @@ def assert_card_plays(page: Page, job_id: str) -> float:
     return duration
 
 
+def tile_video_plays(page: Page) -> float:
+    """The library's video tile plays in the shared player (closed again afterwards)."""
+    page.click("#library-grid > .tile[data-kind=video] [data-play]")
+    duration = assert_video_plays(page, "#player video")
+    page.keyboard.press("Escape")
+    expect(page.locator("#player")).to_be_hidden()
+    return duration
+
+
 def api(context: BrowserContext, base: str, method: str, path: str, **kw):
     """The JSON API as the signed-in person (the test's own calls, not the page's)."""
     token = next(c["value"] for c in context.cookies(base) if c["name"] == "csrftoken")
@@ -170,8 +179,7 @@ def test_generate_from_workspace_live(page: Page, fal_server: ServerProcess,
     expect(toast.locator(".spinner")).to_have_count(0)
 
     # The video is in the library (pushed, not reloaded) and plays, there and on the card.
-    tile_video = "#library-grid > .tile[data-kind=video] video"
-    assert assert_video_plays(page, tile_video) > 0
+    assert tile_video_plays(page) > 0
     assert assert_card_plays(page, job_id) > 0
     expect(card(page, job_id).locator("a[download]")).to_be_visible()
 
@@ -284,7 +292,7 @@ def test_reopen_after_closing_mid_job(context: BrowserContext, fal_server: Serve
     expect(toast).to_contain_text("Your video is ready")
     expect(toast.locator("a")).to_have_attribute("href", f"/jobs#job-{job_id}")
     expect(card(again, job_id)).to_have_attribute("data-status", "completed")
-    assert assert_video_plays(again, "#library-grid > .tile[data-kind=video] video") > 0
+    assert tile_video_plays(again) > 0
     expect(again.locator("#credits .credits-amount")).to_have_text(str(1000 - CAR_PRICE))
     shot(again, "reopen-01-ready-toast")
 
@@ -427,7 +435,7 @@ def test_local_provider_end_to_end(page: Page, local_server: ServerProcess) -> N
     size = page.eval_on_selector("#player video", "v => [v.videoWidth, v.videoHeight]")
     assert size == [640, 360], size
     page.keyboard.press("Escape")
-    assert assert_video_plays(page, "#library-grid > .tile[data-kind=video] video") == duration
+    assert tile_video_plays(page) == duration
     expect(page.locator("#credits .credits-amount")).to_have_text("950")
     shot(page, "local-02-completed")
     page.set_viewport_size({"width": 390, "height": 844})

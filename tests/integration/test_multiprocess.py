@@ -307,3 +307,16 @@ def test_workers_are_refused_on_the_embedded_database(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "--workers needs a SurrealDB server" in done.stderr
+
+
+async def test_an_item_deleted_on_one_process_leaves_the_pages_on_another(cluster):
+    a, b = cluster.start(2)
+    async with client(a.url) as ca, client(b.url) as cb, contextlib.AsyncExitStack() as stack:
+        alice = await Account.signup(ca, "alice@example.com")
+        share_cookies(ca, cb)
+        key = await alice.upload()
+        stream = await open_stream(cb, stack)
+        await stream.until(lambda e: e.event == "credits")
+        assert (await alice.delete("/api/library", params={"key": key})).status_code == 200
+        removed = await stream.until(lambda e: e.event == "library-removed", timeout=10)
+        assert removed.data == key  # from B's change feed: A's deletion, with its key
