@@ -27,7 +27,9 @@ async def history(db: Database, user_id: str, before: datetime | None = None,
         RETURN $balance - (IF $before = NONE THEN 0 ELSE math::sum(
             SELECT VALUE amount FROM ledger WHERE owner = $u AND created_at >= $before) END);
         SELECT *, IF job != NONE THEN type::thing("video_job", job).template_name END
-            AS template_name
+            AS template_name,
+            IF job != NONE THEN type::thing("video_job", job).batch END AS batch,
+            IF job != NONE THEN type::thing("video_job", job).variables END AS variables
         FROM ledger WHERE owner = $u AND ($before = NONE OR created_at < $before)
         ORDER BY created_at DESC LIMIT $limit;
         """,
@@ -38,4 +40,26 @@ async def history(db: Database, user_id: str, before: datetime | None = None,
     for row in (rows or [])[:limit]:
         listed.append({**row, "balance_after": after})
         after -= int(row["amount"])
-    return {"rows": listed, "more": len(rows or []) > limit}
+    return {"rows": await _grouped(db, listed), "more": len(rows or []) > limit}
+
+
+async def _grouped(db: Database, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive charges of one batch become one row named after the batch (`batch_name`,
+    `entries`: its charges, the amount their sum, the balance the newest one's)."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        last = out[-1] if out else None
+        if row.get("batch") and last and last.get("batch") == row["batch"]:
+            last.setdefault("entries", [dict(last)]).append(row)
+            last["amount"] += row["amount"]
+            continue
+        out.append(dict(row))
+    names = {b: None for b in {r["batch"] for r in out if r.get("entries")}}
+    if names:
+        found = await db.read_one("SELECT meta::id(id) AS id, name FROM $ids",
+                                  {"ids": [rid("batch", b) for b in names]})
+        names.update({r["id"]: r["name"] for r in found or []})
+    for row in out:
+        if row.get("entries"):
+            row["batch_name"] = names.get(row["batch"]) or "A batch"
+    return out

@@ -338,3 +338,15 @@ async def test_a_second_persons_job_starts_before_a_batchs_waiting_rows(
             assert not rows_now[3].get("provider_request_id")
             await alice.post(f"/api/batches/{made['batchId']}/cancel")
             await bob.post("/api/templates/video/cancel", params={"jobId": bob_job})
+
+
+async def test_the_account_history_folds_a_batchs_charges_under_its_name(idle, alice, image):
+    made = (await alice.post("/api/batches", json=batch(image, name="Spring spots"))).json()
+    for job_id in made["jobIds"][:2]:
+        finish(idle, job_id, b"video")
+    page = (await alice.get("/account", headers={"accept": "text/html"})).text
+    assert page.count("Batch: Spring spots · 2 videos") == 1
+    assert f"−{2 * PRICE}" in page  # one row for both charges
+    for job_id in made["jobIds"][:2]:
+        assert f"/jobs?job={job_id}" in page  # each charge still links to its job
+    assert "Aurora · S1" in page and "Aurora · S2" in page
