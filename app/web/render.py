@@ -89,7 +89,27 @@ class Fragments:
         return self.render("job_card", job=self.job_view(job), video_url=video_url)
 
     def toast(self, job: dict[str, Any], announce: bool = False) -> str:
+        """The short toast of a job that ended."""
         return self.render("toast", job=self.job_view(job), announce=announce)
+
+    def progress_toast(self, active: list[dict[str, Any]], version: int) -> str:
+        """The one notice about the person's running jobs (`active`, read from the database
+        at `version`, epoch ms): hidden when there are none."""
+        return self.render("progress_toast", jobs=[self.job_view(j) for j in active],
+                           version=version)
+
+    def away_toast(self, ended: list[dict[str, Any]]) -> str:
+        """One summary of the jobs that ended while the person was away."""
+        counts = {s: sum(1 for j in ended if j["status"] == s) for s in FINAL}
+        ready, failed, canceled = (counts[Status.COMPLETED], counts[Status.FAILED],
+                                   counts[Status.CANCELED])
+        parts = [f"{n} {label}" for n, label in
+                 ((ready, "ready"), (failed, "failed"), (canceled, "canceled")) if n]
+        # "4 videos ready, 1 failed": the noun once, with the first count
+        first = parts[0].split(" ", 1)
+        parts[0] = f"{first[0]} {'video' if first[0] == '1' else 'videos'} {first[1]}"
+        return self.render("away_toast", title=", ".join(parts), ready=ready, failed=failed,
+                           canceled=canceled)
 
     def message_toast(self, kind: str, message: str, link: str | None = None,
                       link_text: str | None = None) -> str:
