@@ -77,9 +77,11 @@ class Notifier:
             # A job this process has not sent before goes out as a new card (an upsert in
             # the page): its first state here may be a later one, e.g. when another
             # process's driver moved it before this process's feed brought its creation.
-            first = key not in self._sent
+            last = self._sent.get(key)
+            # Its end is toasted once: a later change of an ended job only redraws its card.
+            ended = last is None or last[1][0] not in FINAL
             if self._watched(user_id) and self._newer(key, job, job_look(job)):
-                await self.publish_job(user_id, job, new=first)
+                await self.publish_job(user_id, job, new=last is None, toast=ended)
         elif kind == "credits":
             if self.broker.has_subscribers(user_id):
                 user = await users_db.by_id(self.db, user_id)
@@ -91,12 +93,14 @@ class Notifier:
             if item:
                 await self.publish_library(item)
 
-    async def publish_job(self, user_id: str, job: dict[str, Any], new: bool = False) -> None:
+    async def publish_job(self, user_id: str, job: dict[str, Any], new: bool = False,
+                          toast: bool = True) -> None:
         if self.admins:
             await self.publish_admin(job)
         if not self.broker.has_subscribers(user_id):
             return
-        events = await self.job_events(job, new=new or job["status"] == Status.PENDING)
+        events = await self.job_events(job, new=new or job["status"] == Status.PENDING,
+                                       toast=toast)
         if self.broker.publish(user_id, events) and job["status"] in FINAL:
             await jobs_db.mark_announced(self.db, [str(job["id"].id)])
 
@@ -142,8 +146,9 @@ class Notifier:
                  else ServerEvent(f"admin-job-{job_id}", row))
         return [first, ServerEvent(f"admin-job-{job_id}-detail", detail)]
 
-    async def job_events(self, job: dict[str, Any], new: bool) -> list[ServerEvent]:
-        """A job's card, a short toast if it has just ended, and the person's one notice
+    async def job_events(self, job: dict[str, Any], new: bool,
+                         toast: bool = True) -> list[ServerEvent]:
+        """A job's card, a short toast if it has just ended (`toast`), and the one notice
         about work in progress, counted again from the database (every tab and process
         then shows the same count)."""
         job_id = str(job["id"].id)
@@ -152,7 +157,7 @@ class Notifier:
         card = self.fragments.job_card(job, video_url)
         events = [ServerEvent("jobs" if new else f"job-{job_id}", card),
                   await self.progress_event(str(job["owner"].id))]
-        if job["status"] in FINAL:  # after the notice: the last job's toast takes its place
+        if toast and job["status"] in FINAL:  # after the notice: the last one's takes its place
             events.append(ServerEvent("toasts", self.fragments.toast(job)))
         return events
 
