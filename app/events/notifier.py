@@ -161,14 +161,12 @@ class Notifier:
             events.append(ServerEvent("toasts", self.fragments.toast(job)))
         return events
 
-    async def progress_event(self, user_id: str,
-                             active: list[dict[str, Any]] | None = None) -> ServerEvent:
-        """The notice about the person's running jobs (`active` when the caller has just
-        read them). Its version is the time of the read, taken before it: a later read
-        shows a later state (static/app.js keeps the newest)."""
+    async def progress_event(self, user_id: str) -> ServerEvent:
+        """The notice about the person's running jobs. Its version is the time of the read,
+        taken before it: a later read shows a later state (static/app.js keeps the newest;
+        the clocks of several hosts must agree to within the time between two changes)."""
         version = int(time.time() * 1000)
-        if active is None:
-            active = await active_jobs(self.db, user_id)
+        active = await active_jobs(self.db, user_id)
         await self.fragments.durations.prime(self.db, active)
         return ServerEvent("toast-progress", self.fragments.progress_toast(active, version))
 
