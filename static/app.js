@@ -69,7 +69,8 @@
 
   // Job cards are always newest first, in every list and however late a card arrives (a
   // job that ended while the person was away is older than the ones made since): a new
-  // card goes before the first one made at or before it (data-created, epoch seconds). A
+  // card goes before the first one made at or before it (data-created, epoch seconds, to
+  // the millisecond where app/web/render.py precise_created wrote it). A
   // list with data-limit ("Recent videos") keeps only that many, the newest.
   function fileCard(list, node) {
     var created = Number(node.dataset.created);

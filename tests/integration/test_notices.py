@@ -46,6 +46,10 @@ async def test_jobs_that_ended_away_are_summed_up_once(settings):
         # still running, the balance, and one toast for both that ended
         assert names == ["jobs", "jobs", "jobs", "toast-progress", "credits", "toasts"], names
         assert [ids.index(next(i for i in ids if i in e.data)) for e in events[:3]] == [0, 1, 2]
+        # to the millisecond: jobs made in the same second still sort by it in the page
+        created = [float(re.search(r'data-created="(\d+\.\d{3})"', e.data)[1])
+                   for e in events[:3]]
+        assert created == sorted(created) and len(set(created)) == 3, created
         assert "Generating video…" in events[3].data
         summary = events[-1].data
         assert 'id="toast-away"' in summary and "2 videos canceled" in summary
