@@ -193,6 +193,7 @@
     if (t.isConnected && t.hasAttribute("data-sending")) {
       // Nothing replaced the stand-in (a refusal, no answer): back to the hidden stub.
       t.hidden = true;
+      t.className = "toast-progress";  // a stub, not a toast
       t.removeAttribute("data-sending");
       t.removeAttribute("role");
       t.replaceChildren();

@@ -138,6 +138,7 @@ def test_one_notice_for_five_running_jobs_and_a_stack_of_three(
     page.wait_for_function("() => document.querySelectorAll("
                            "'.job-card[data-status=completed]').length === 5")
     expect(notice).to_be_hidden()
+    expect(page.locator("#toasts .toast[hidden]")).to_have_count(0)  # a stub, not a toast
     expect(page.locator(SHOWN)).to_have_count(3)
     expect(page.locator(SHOWN).first).to_contain_text("Video generated")
     assert page.evaluate("window.__maxToasts") == 3
