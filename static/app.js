@@ -54,21 +54,64 @@
     }
     if (existing) {
       existing.replaceWith(node);
-    } else if (container) {
-      container.insertAdjacentElement(position || "afterbegin", node);
-      var empty = container.querySelector(":scope > .empty-state");
-      if (empty) empty.remove();
-      if (node.matches(".toast[id^='toast-']")) {
-        var sending = container.querySelector(":scope > .toast[data-sending]");
-        if (sending) sending.remove();  // the job's own toast takes the stand-in's place
-      }
-    } else {
+    } else if (!container) {
       return;
+    } else if (container.id === "toasts") {
+      placeToast(container, node);
+    } else if (node.matches(".job-card")) {
+      fileCard(container, node);
+    } else {
+      container.insertAdjacentElement(position || "afterbegin", node);
     }
-    htmx.process(node);
+    if (container) {
+      var empty = container.querySelector(":scope > .empty-state");
+      if (empty && container.querySelector(":scope > :not(.empty-state)")) empty.remove();
+    }
+    if (node.matches(".toast")) trimToasts(node.parentElement);
+    if (node.isConnected) htmx.process(node);
   }
 
-  var INSERTS = { jobs: "afterbegin", toasts: "beforeend", library: "afterbegin" };
+  // Job cards are always newest first, in every list and however late a card arrives (a
+  // job that ended while the person was away is older than the ones made since): a new
+  // card goes before the first one made at or before it (data-created, epoch seconds, to
+  // the millisecond where app/web/render.py precise_created wrote it). A
+  // list with data-limit ("Recent videos") keeps only that many, the newest.
+  function fileCard(list, node) {
+    var created = Number(node.dataset.created);
+    var cards = list.querySelectorAll(":scope > .job-card");
+    var next = [].find.call(cards, function (c) { return Number(c.dataset.created) <= created; });
+    if (next) next.before(node);
+    else if (cards.length) cards[cards.length - 1].after(node);
+    else list.prepend(node);
+    var limit = Number(list.dataset.limit);
+    if (!limit) return;
+    list.querySelectorAll(":scope > .job-card").forEach(function (c, i) {
+      if (i >= limit) c.remove();
+    });
+  }
+
+  // Notices are one stack, newest on top, at most MAX_TOASTS shown (static/app.css places
+  // the stack where it covers neither the generate form nor the job cards). The one notice
+  // about work in progress (#toast-progress, hidden while nothing runs) keeps the first
+  // place and is never dropped; the other toasts go under it, newest first, and the oldest
+  // drop off.
+  var MAX_TOASTS = 3;
+  function placeToast(box, node) {
+    var progress = box.querySelector(":scope > #toast-progress");
+    if (progress && node.id !== "toast-progress") progress.after(node);
+    else box.prepend(node);
+    trimToasts(box);
+  }
+  function trimToasts(box) {
+    if (!box || box.id !== "toasts") return;
+    var shown = [].filter.call(box.children, function (t) { return !t.hidden; });
+    for (var i = shown.length - 1; i >= 0 && shown.length > MAX_TOASTS; i--) {
+      if (shown[i].id !== "toast-progress") shown.splice(i, 1)[0].remove();
+    }
+  }
+
+  var INSERTS = { jobs: "afterbegin", toasts: "afterbegin", "toast-progress": "afterbegin",
+                  library: "afterbegin" };
   document.addEventListener("htmx:sseBeforeMessage", function (e) {
     var position = INSERTS[e.detail.type];
     if (!position) {
@@ -95,21 +138,27 @@
     });
   });
 
-  // Generate shows its spinner toast the moment it is pressed, as a stand-in until the
-  // job's own toast arrives (with the answer or from the stream), or an error instead.
+  // Generate shows the work-in-progress notice the moment it is pressed, as a stand-in
+  // (with the notice's id and version) until the answer or the stream brings the real one.
+  // When the notice is already showing running jobs, it stays as it is until then.
   function submitsJob(elt) {
     return elt && elt.getAttribute && elt.getAttribute("hx-post") === "/api/templates/video";
   }
   document.addEventListener("htmx:beforeRequest", function (e) {
     var box = document.getElementById("toasts");
-    if (!submitsJob(e.detail.elt) || !box) return;
+    var shown = document.getElementById("toast-progress");
+    if (!submitsJob(e.detail.elt) || !box || (shown && !shown.hidden)) return;
     var t = document.createElement("div");
-    t.className = "toast toast-info";
+    t.id = "toast-progress";
+    t.className = "toast toast-info toast-progress";
     t.setAttribute("role", "status");
     t.setAttribute("data-sending", "");
+    t.dataset.updated = shown ? shown.dataset.updated : "0";
     t.innerHTML = '<span class="spinner" aria-hidden="true"></span><div class="toast-body">' +
       '<strong>Generating video…</strong><span class="toast-detail">Sending your request…</span></div>';
-    box.appendChild(t);
+    if (shown) shown.replaceWith(t);
+    else placeToast(box, t);
+    trimToasts(box);
     e.detail.elt._sendingToast = t;
   });
 
@@ -143,9 +192,16 @@
     // The form may have been replaced by its answer: htmx then fires this event on a
     // parent, and requestConfig still names the element that made the request.
     var elt = (e.detail.requestConfig && e.detail.requestConfig.elt) || e.detail.elt;
-    if (elt && elt._sendingToast) {
-      elt._sendingToast.remove();
-      elt._sendingToast = null;
+    var t = elt && elt._sendingToast;
+    if (!t) return;
+    elt._sendingToast = null;
+    if (t.isConnected && t.hasAttribute("data-sending")) {
+      // Nothing replaced the stand-in (a refusal, no answer): back to the hidden stub.
+      t.hidden = true;
+      t.className = "toast-progress";  // a stub, not a toast
+      t.removeAttribute("data-sending");
+      t.removeAttribute("role");
+      t.replaceChildren();
     }
   });
 
@@ -332,7 +388,7 @@
     close.textContent = "×";  // dismissed by the delegated click handler below
     t.appendChild(body);
     t.appendChild(close);
-    box.appendChild(t);
+    placeToast(box, t);
   }
 
   // The CSP (app/web/security_headers.py) runs no inline handlers and applies no style="…"

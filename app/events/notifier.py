@@ -9,6 +9,7 @@ something a person sees has changed (lease and bookkeeping writes change nothing
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -26,6 +27,8 @@ from app.web.render import Fragments
 log = get_logger("reelforge.events")
 
 REMEMBERED = 20_000  # records whose last sent state is kept (least recently sent dropped)
+ACTIVE_SHOWN = 100  # running jobs, and jobs ended while away, given cards in a snapshot
+ACTIVE_STATUSES = sorted(s.value for s in Status if s not in FINAL)
 
 
 def job_look(job: dict[str, Any]) -> tuple:
@@ -74,9 +77,11 @@ class Notifier:
             # A job this process has not sent before goes out as a new card (an upsert in
             # the page): its first state here may be a later one, e.g. when another
             # process's driver moved it before this process's feed brought its creation.
-            first = key not in self._sent
+            last = self._sent.get(key)
+            # Its end is toasted once: a later change of an ended job only redraws its card.
+            ended = last is None or last[1][0] not in FINAL
             if self._watched(user_id) and self._newer(key, job, job_look(job)):
-                await self.publish_job(user_id, job, new=first)
+                await self.publish_job(user_id, job, new=last is None, toast=ended)
         elif kind == "credits":
             if self.broker.has_subscribers(user_id):
                 user = await users_db.by_id(self.db, user_id)
@@ -88,12 +93,14 @@ class Notifier:
             if item:
                 await self.publish_library(item)
 
-    async def publish_job(self, user_id: str, job: dict[str, Any], new: bool = False) -> None:
+    async def publish_job(self, user_id: str, job: dict[str, Any], new: bool = False,
+                          toast: bool = True) -> None:
         if self.admins:
             await self.publish_admin(job)
         if not self.broker.has_subscribers(user_id):
             return
-        events = await self.job_events(job, new=new or job["status"] == Status.PENDING)
+        events = await self.job_events(job, new=new or job["status"] == Status.PENDING,
+                                       toast=toast)
         if self.broker.publish(user_id, events) and job["status"] in FINAL:
             await jobs_db.mark_announced(self.db, [str(job["id"].id)])
 
@@ -152,32 +159,62 @@ class Notifier:
                  else ServerEvent(f"admin-job-{job_id}", row))
         return [first, ServerEvent(f"admin-job-{job_id}-detail", detail)]
 
-    async def job_events(self, job: dict[str, Any], new: bool) -> list[ServerEvent]:
+    async def job_events(self, job: dict[str, Any], new: bool,
+                         toast: bool = True) -> list[ServerEvent]:
+        """A job's card, a short toast if it has just ended (`toast`), and the one notice
+        about work in progress, counted again from the database (every tab and process
+        then shows the same count)."""
         job_id = str(job["id"].id)
         video_url = await self.storage.url(job["result_key"]) if job.get("result_key") else None
         await self.fragments.durations.prime(self.db, [job])  # a query per minute at most
         card = self.fragments.job_card(job, video_url)
-        toast = self.fragments.toast(job)
-        if new:
-            return [ServerEvent("jobs", card), ServerEvent("toasts", toast)]
-        return [ServerEvent(f"job-{job_id}", card), ServerEvent(f"toast-{job_id}", toast)]
+        events = [ServerEvent("jobs" if new else f"job-{job_id}", card),
+                  await self.progress_event(str(job["owner"].id))]
+        if toast and job["status"] in FINAL:  # after the notice: the last one's takes its place
+            events.append(ServerEvent("toasts", self.fragments.toast(job)))
+        return events
+
+    async def progress_event(self, user_id: str) -> ServerEvent:
+        """The notice about the person's running jobs. Its version is the time of the read,
+        taken before it: a later read shows a later state (static/app.js keeps the newest;
+        the clocks of several hosts must agree to within the time between two changes)."""
+        version = int(time.time() * 1000)
+        active = await active_jobs(self.db, user_id)
+        await self.fragments.durations.prime(self.db, active)
+        return ServerEvent("toast-progress", self.fragments.progress_toast(active, version))
 
     async def snapshot(self, user_id: str) -> list[ServerEvent]:
-        """What a stream sends first: active job cards, the balance, and a one-time toast
-        for each job that ended while nobody was watching."""
+        """What a stream sends first: the cards of active jobs and of jobs that ended while
+        nobody was watching (oldest first, so the page, which files each card by its
+        creation time, ends up newest first also among jobs made in the same second), the
+        notice about work in progress, the balance, and one toast that sums up what ended
+        while the person was away (announced once)."""
+        version = int(time.time() * 1000)
+        active = await active_jobs(self.db, user_id)
+        ended = await jobs_db.unannounced(self.db, user_id, [s.value for s in FINAL])
+        ended.sort(key=lambda j: j["created_at"])
         events: list[ServerEvent] = []
-        active = [s.value for s in Status if s not in FINAL]
-        for job in await jobs_db.list_for(self.db, user_id, active, limit=50):
-            events.extend(await self.job_events(job, new=True))
+        await self.fragments.durations.prime(self.db, active)
+        # The newest of the ended ones: a page lists at most this many cards anyway.
+        shown = sorted([*active, *ended[-ACTIVE_SHOWN:]], key=lambda j: j["created_at"])
+        for job in shown:
+            video_url = await self.storage.url(job["result_key"]) if job.get("result_key") else None
+            events.append(ServerEvent("jobs", self.fragments.job_card(job, video_url)))
+        events.append(ServerEvent("toast-progress",
+                                  self.fragments.progress_toast(active, version)))
         user = await users_db.by_id(self.db, user_id)
         if user:
             events.append(ServerEvent("credits", self.fragments.credits(user)))
             if user.get("admin"):
                 self.admins.add(user_id)
-        ended = await jobs_db.unannounced(self.db, user_id, [s.value for s in FINAL])
-        for job in ended:
-            video_url = await self.storage.url(job["result_key"]) if job.get("result_key") else None
-            events.append(ServerEvent("jobs", self.fragments.job_card(job, video_url)))
-            events.append(ServerEvent("toasts", self.fragments.toast(job, announce=True)))
+        if len(ended) == 1:
+            events.append(ServerEvent("toasts", self.fragments.toast(ended[0], announce=True)))
+        elif ended:
+            events.append(ServerEvent("toasts", self.fragments.away_toast(ended)))
         await jobs_db.mark_announced(self.db, [str(j["id"].id) for j in ended])
         return events
+
+
+async def active_jobs(db: Database, user_id: str) -> list[dict[str, Any]]:
+    """The person's running jobs, newest first (by the owner's index)."""
+    return await jobs_db.list_for(db, user_id, ACTIVE_STATUSES, limit=ACTIVE_SHOWN)

@@ -132,8 +132,9 @@ async def generate_error_response(
 async def generate_success_response(
     request: Request, user: dict[str, Any], payload: dict[str, Any], job: dict[str, Any]
 ) -> Response:
-    """The form stays as it was; the card and the spinner toast arrive with the answer (the
-    stream sends them too; the page keeps one of each, by id)."""
+    """The form stays as it was; the card and the notice about work in progress (now
+    counting this job) arrive with the answer (the stream sends them too; the page keeps
+    one of each, by id, the newest)."""
     services = services_of(request)
     fresh = await users_db.by_id(services.db, user_id_of(user))
     values = typed_values(payload)
@@ -144,14 +145,15 @@ async def generate_success_response(
     await f.durations.prime(services.db, [job])
     html = f.render("generate", **ctx, oob=False)
     html += _upsert("#job-list", "afterbegin", f.job_card(job))
-    html += _upsert("#toasts", "beforeend", f.toast(job))
+    html += _oob_toast((await services.notifier.progress_event(user_id_of(user))).data)
     if fresh:
         html += f.credits(fresh).replace('id="credits"', 'id="credits" hx-swap-oob="true"', 1)
     return Response(html, status_code=202, media_type="text/html")
 
 
 def _oob_toast(html: str) -> str:
-    return _upsert("#toasts", "beforeend", html)
+    """A notice for the page's toast stack (static/app.js places it: newest on top)."""
+    return _upsert("#toasts", "afterbegin", html)
 
 
 def _upsert(target: str, position: str, html: str) -> str:

@@ -3,6 +3,7 @@ the event stream (one partial per stateful widget, rendered the same way everywh
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -18,6 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = ROOT / "templates"
 STATIC_DIR = ROOT / "static"
 SLOW_AFTER_SECONDS = 600  # the toast says "taking longer" after 10 minutes
+_CREATED = re.compile(r'data-created="\d+"')
+
+
+def precise_created(card: str, created_at: datetime) -> str:
+    """A job card's data-created to the millisecond (the card partial writes whole epoch
+    seconds): a page files a card that arrives late by it (static/app.js fileCard), and jobs
+    made in the same second, a burst from the API, must still sort right."""
+    return _CREATED.sub(f'data-created="{created_at.timestamp():.3f}"', card, count=1)
 
 
 def _elapsed(job: dict[str, Any]) -> int:
@@ -86,6 +95,7 @@ def make_environment() -> Environment:
     env.globals["durations"] = durations
     env.globals["job_view"] = partial(_job_view, durations=durations)
     env.filters["duration"] = lambda s: f"{int(s) // 60}:{int(s) % 60:02d}"
+    env.filters["precise_created"] = precise_created
     return env
 
 
@@ -101,10 +111,31 @@ class Fragments:
         return self.env.get_template(f"partials/{name}.html").render(**context)
 
     def job_card(self, job: dict[str, Any], video_url: str | None = None) -> str:
-        return self.render("job_card", job=self.job_view(job), video_url=video_url)
+        return precise_created(self.render("job_card", job=self.job_view(job),
+                                           video_url=video_url), job["created_at"])
 
     def toast(self, job: dict[str, Any], announce: bool = False) -> str:
+        """The short toast of a job that ended."""
         return self.render("toast", job=self.job_view(job), announce=announce)
+
+    def progress_toast(self, active: list[dict[str, Any]], version: int) -> str:
+        """The one notice about the person's running jobs (`active`, read from the database
+        at `version`, epoch ms): hidden when there are none."""
+        return self.render("progress_toast", jobs=[self.job_view(j) for j in active],
+                           version=version)
+
+    def away_toast(self, ended: list[dict[str, Any]]) -> str:
+        """One summary of the jobs that ended while the person was away."""
+        counts = {s: sum(1 for j in ended if j["status"] == s) for s in FINAL}
+        ready, failed, canceled = (counts[Status.COMPLETED], counts[Status.FAILED],
+                                   counts[Status.CANCELED])
+        parts = [f"{n} {label}" for n, label in
+                 ((ready, "ready"), (failed, "failed"), (canceled, "canceled")) if n]
+        # "4 videos ready, 1 failed": the noun once, with the first count
+        first = parts[0].split(" ", 1)
+        parts[0] = f"{first[0]} {'video' if first[0] == '1' else 'videos'} {first[1]}"
+        return self.render("away_toast", title=", ".join(parts), ready=ready, failed=failed,
+                           canceled=canceled)
 
     def message_toast(self, kind: str, message: str, link: str | None = None,
                       link_text: str | None = None) -> str:

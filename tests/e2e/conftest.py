@@ -82,6 +82,8 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 PIN_TOASTS = """on => {
   const toasts = document.getElementById("toasts");
+  // only a fixed stack: where the toasts are part of the page's flow they stay there
+  if (on && toasts && getComputedStyle(toasts).position !== "fixed") return;
   if (on) {
     document.body.style.position = "relative";
     if (toasts) toasts.style.setProperty("position", "absolute", "important");
@@ -99,7 +101,7 @@ def shot(page: Page, name: str, full_page: bool = True) -> Path:
     if full_page:
         page.evaluate("window.scrollTo(0, 0)")  # or the sticky header lands mid-page
     # A full-page shot draws fixed elements where the first screen ends; pin the toasts to
-    # the page's bottom right instead, where someone scrolled down would see them. Through
+    # the page's bottom corner instead, where someone scrolled down would see them. Through
     # the CSSOM: the app's CSP refuses an added <style> (and the shot would count as one).
     if full_page:
         page.evaluate(PIN_TOASTS, True)

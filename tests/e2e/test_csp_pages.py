@@ -86,11 +86,11 @@ def test_every_page_runs_under_the_csp(page: Page, admin_server: ServerProcess,
     expect(toast).to_have_count(0)
     page.wait_for_selector(f"#job-{done} [data-play]")
 
-    # A job that stays in fal's queue: its card and spinner toast, styled by app.js.
+    # A job that stays in fal's queue: its card and the spinner notice, styled by app.js.
     fake.next_jobs(1, queue_time=300)
     waiting = press_generate(page)
     wait_status(page, waiting, "queued")
-    slow = page.locator(f"#toast-{waiting} .toast-slow")
+    slow = page.locator("#toast-progress .toast-slow")
     delay = slow.evaluate("el => [el.dataset.slowIn, el.style.animationDelay]")
     assert float(delay[0]) > 500 and delay[1] == f"{delay[0]}s", delay
     bars = page.eval_on_selector_all(

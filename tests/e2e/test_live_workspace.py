@@ -17,7 +17,8 @@ from tests.fakes.fal_server import FakeFal
 
 pytestmark = pytest.mark.e2e
 
-GENERATING = "#toasts .toast:has-text('Generating video')"
+# The one notice about work in progress (one job: "Generating video…").
+GENERATING = "#toast-progress:not([hidden]):has-text('Generating video')"
 CAR_PRICE = 80
 
 
@@ -35,7 +36,7 @@ def fill_car(page: Page, brand: str = "Aurora", model: str = "GT Coupe") -> None
 
 
 def press_generate(page: Page) -> str:
-    """Press Generate; the spinner toast must be there within a second. Returns the new
+    """Press Generate; the spinner notice must be there within a second. Returns the new
     job's id (from its card)."""
     before = set(page.eval_on_selector_all(".job-card", "cs => cs.map(c => c.id)"))
     page.click("#generate button[type=submit]")
@@ -50,9 +51,11 @@ def press_generate(page: Page) -> str:
            if i not in before]
     assert len(new) == 1, new
     job_id = new[0].removeprefix("job-")
-    # The job's own toast takes the place of the one shown at the click.
-    page.wait_for_selector(f"#toast-{job_id}", state="attached")
+    # The server's notice (the answer's or the stream's) takes the place of the stand-in
+    # shown at the click: still one notice.
+    page.wait_for_selector("#toast-progress:not([data-sending])", state="attached")
     expect(page.locator("#toasts .toast[data-sending]")).to_have_count(0)
+    expect(page.locator("#toasts .spinner")).to_have_count(1)
     return job_id
 
 
@@ -172,11 +175,12 @@ def test_generate_from_workspace_live(page: Page, fal_server: ServerProcess,
     assert_in_order(statuses(page, job_id), ["queued", "processing", "completed"])
     assert page.evaluate("window.__sameDocument") is True  # no reload happened
 
-    # The spinner toast became the success toast, with a link to the video.
+    # The spinner notice gave way to the success toast, with a link to the video.
     toast = page.locator(f"#toast-{job_id}")
     expect(toast).to_contain_text("Video generated")
     expect(toast.locator("a")).to_have_attribute("href", f"/jobs#job-{job_id}")
-    expect(toast.locator(".spinner")).to_have_count(0)
+    expect(page.locator("#toast-progress")).to_be_hidden()
+    expect(page.locator("#toasts .spinner")).to_have_count(0)
 
     # The video is in the library (pushed, not reloaded) and plays, there and on the card.
     assert tile_video_plays(page) > 0
@@ -260,7 +264,7 @@ def test_two_tabs_both_update(context: BrowserContext, fal_server: ServerProcess
 
     # The other tab hears of the new job from the stream alone.
     second.wait_for_selector(f"#job-list #job-{job_id}")
-    second.wait_for_selector(f"#toast-{job_id}")
+    second.wait_for_selector(GENERATING)
     expect(second.locator("#credits .credits-held")).to_have_text(f"· {CAR_PRICE} held")
     for tab in (first, second):
         tab.wait_for_selector(f"#job-{job_id}.job-card[data-status=completed]")

@@ -31,5 +31,7 @@ async def test_a_stale_or_repeated_job_state_is_not_sent(client, alice, services
     newer = {**job, "rev": 102, "error": "shown"}
     sent = on_app(client, deliveries, [newest, older, newest, same_look, newer])
     # `newest` (the first this process sends of the job: a new card, an upsert in the
-    # page), then `newer`; never `older`, and nothing for a repeat or a bookkeeping write
-    assert sent == ["jobs", "toasts", f"job-{job_id}", f"toast-{job_id}"], sent
+    # page, with the toast of its end), then `newer` (its end is not toasted again), each
+    # with the notice about work in progress; never `older`, and nothing for a repeat or
+    # a bookkeeping write
+    assert sent == ["jobs", "toast-progress", "toasts", f"job-{job_id}", "toast-progress"], sent

@@ -80,10 +80,10 @@ async def test_snapshot_on_connect_has_active_jobs_and_credits(live_server):
         job_id = r.json()["jobId"]
         async with open_events(alice) as events:
             first = [await events.next() for _ in range(3)]
-    assert [e.event for e in first] == ["jobs", "toasts", "credits"]
+    assert [e.event for e in first] == ["jobs", "toast-progress", "credits"]
     card, toast, balance = first
     assert f'id="job-{job_id}"' in card.data and status_of(card) == "pending"
-    assert f'id="toast-{job_id}"' in toast.data and "Generating video" in toast.data
+    assert 'id="toast-progress"' in toast.data and "Generating video" in toast.data
     # The price is held, not charged: the balance stands.
     assert credits_shown(balance) == 1000 and held_shown(balance) == 80
 
@@ -103,8 +103,10 @@ async def test_events_of_one_job_in_order_through_completed(live_server):
             await events.until(lambda e: e.event == "library", timeout=5)
         seen = events.seen[start:]
         names = [e.event for e in seen]
-        # The new card and its toast first, then the reserved balance.
-        assert names[:3] == ["jobs", "toasts", "credits"], names
+        # The new card and the notice about work in progress first, then the reserved
+        # balance.
+        assert names[:3] == ["jobs", "toast-progress", "credits"], names
+        assert "Generating video" in seen[1].data
         assert status_of(seen[0]) == "pending" and f'id="job-{job_id}"' in seen[0].data
         assert credits_shown(seen[2]) == 1000 and held_shown(seen[2]) == 80
         # Every later change of the card replaces it by its id, never going back.
@@ -112,13 +114,15 @@ async def test_events_of_one_job_in_order_through_completed(live_server):
         assert cards[0] == "queued" and cards[-1] == "completed", cards
         order = [JOB_ORDER.index(s) for s in cards]
         assert order == sorted(order), cards
-        # Completion: the card, its toast, the charged balance, the video in the library.
+        # Completion: the card, the notice (now hidden: nothing runs), the job's toast, the
+        # charged balance, the video in the library.
         after = seen[seen.index(done):]
-        assert [e.event for e in after] == [f"job-{job_id}", f"toast-{job_id}", "credits",
-                                            "library"], [e.event for e in after]
-        assert "Video generated" in after[1].data
-        assert credits_shown(after[2]) == 920 and held_shown(after[2]) == 0
-        assert "data-play=" in after[3].data and job_id in after[3].data  # a video tile
+        assert [e.event for e in after] == [f"job-{job_id}", "toast-progress", "toasts",
+                                            "credits", "library"], [e.event for e in after]
+        assert " hidden " in after[1].data and "Generating" not in after[1].data
+        assert "Video generated" in after[2].data and f'id="toast-{job_id}"' in after[2].data
+        assert credits_shown(after[3]) == 920 and held_shown(after[3]) == 0
+        assert "data-play=" in after[4].data and job_id in after[4].data  # a video tile
         # It finished while a page was open: nothing to announce on the next visit.
         async with open_events(alice) as again:
             await again.until(is_credits)

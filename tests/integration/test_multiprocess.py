@@ -138,18 +138,21 @@ async def test_a_job_submitted_on_a_is_seen_live_on_b_and_c(cluster):
         assert r.status_code == 202, r.text
         job_id = r.json()["jobId"]
         for reader in readers:
-            # the new card and its toast, each change of the card, and the credits held
-            # the new card and its toast, the credits held while it runs, each change of
-            # the card, then the finished card, its toast, the library tile and the charge
-            # (in whichever order the feed brings them)
+            # the new card and the notice about work in progress, the credits held while
+            # it runs, each change of the card, then the finished card, its toast, the
+            # notice gone, the library tile and the charge (in whichever order the feed
+            # brings them)
             def seen(test, reader=reader) -> bool:
                 return any(test(x) for x in reader.seen)
 
             wanted = [
                 lambda x: x.event == "jobs" and job_id in x.data,
+                lambda x: x.event == "toast-progress" and "Generating video…" in x.data,
                 lambda x: x.event == "credits" and "· 80 held" in x.data,
                 lambda x: x.event == f"job-{job_id}" and 'data-status="completed"' in x.data,
-                lambda x: x.event == f"toast-{job_id}" and "toast-success" in x.data,
+                lambda x: x.event == "toasts" and f'id="toast-{job_id}"' in x.data
+                and "toast-success" in x.data,
+                lambda x: x.event == "toast-progress" and " hidden " in x.data,
                 lambda x: x.event == "library" and job_id in x.data,
                 lambda x: x.event == "credits" and ">920</span>" in x.data
                 and "held" not in x.data,

@@ -133,7 +133,7 @@ async def test_pages_and_fragments_hold_nothing_the_policy_refuses(tmp_path):
         pages["/admin"] = await alice.get("/admin", headers={"accept": "text/html"})
         pages["/admin/jobs/{id}"] = await alice.get(f"/admin/jobs/{job}",
                                                     headers={"accept": "text/html"})
-        fragments = {"running toast": services.fragments.toast(job_row(c, job))}
+        fragments = {"running toast": services.fragments.progress_toast([job_row(c, job)], 1)}
         await alice.post(f"/api/templates/video/cancel?jobId={job}")
         fragments["final toast"] = services.fragments.toast(job_row(c, job))
     # the widgets that used to carry inline styles and handlers are all here

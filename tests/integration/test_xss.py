@@ -7,7 +7,7 @@ import pytest
 from markupsafe import escape
 
 from app.db import users as users_db
-from app.jobs.states import Status
+from app.jobs.states import FINAL, Status
 from tests.helpers import Account
 from tests.integration.api_support import image_bytes, in_app, job_row, running_app, user_id
 
@@ -88,8 +88,14 @@ async def test_fragments_and_stream_events_render_payloads_escaped(idle, world):
         assert job["variables"] == {"BRAND": SCRIPT, "MODEL": IMG}
         assert_escaped(f.job_card(job), SCRIPT, IMG, where=f"job_card {job['status']}")
         assert_escaped(f.job_card(job, "/media/x.mp4"), SCRIPT, where="job_card with video")
-        assert_escaped(f.toast(job), where=f"toast {job['status']}")
-        assert_escaped(f.toast(job, announce=True), where="announced toast")
+        if job["status"] in FINAL:
+            assert_escaped(f.toast(job), where=f"toast {job['status']}")
+            assert_escaped(f.toast(job, announce=True), where="announced toast")
+        else:
+            assert_escaped(f.progress_toast([job], 1), where=f"notice {job['status']}")
+    jobs = [job_row(idle, i) for i in ids]
+    assert_escaped(f.progress_toast(jobs, 1), where="notice of several jobs")
+    assert_escaped(f.away_toast(jobs), where="summary of jobs ended while away")
     failed = job_row(idle, ids[1])
     assert_escaped(f.toast(failed), IMG + SCRIPT, where="failed toast")
     assert_escaped(f.message_toast("error", SCRIPT, "/account", IMG), SCRIPT, IMG,
