@@ -53,9 +53,10 @@
       return;  // the page already shows a newer state (the stream can beat a form's answer)
     }
     if (existing) {
+      if (existing.matches(".batch-card")) keepBatchRows(existing, node);
       existing.replaceWith(node);
-    } else if (!container) {
-      return;
+    } else if (!container || (container.dataset.only && !node.matches(container.dataset.only))) {
+      return;  // a list of one kind (the Batches tab, the Active jobs) takes only that kind
     } else if (container.id === "toasts") {
       placeToast(container, node);
     } else if (node.matches(".job-card")) {
@@ -88,6 +89,17 @@
     list.querySelectorAll(":scope > .job-card").forEach(function (c, i) {
       if (i >= limit) c.remove();
     });
+  }
+
+  // A batch card is sent again after every change of one of its rows, without the rows'
+  // cards (each updates itself): the new card keeps the rows already loaded and stays open.
+  function keepBatchRows(old, fresh) {
+    var open = old.querySelector("details.batch-details");
+    var rows = old.querySelector(".batch-rows");
+    var slot = fresh.querySelector(".batch-rows");
+    if (!open || !open.open || !rows || !slot) return;
+    slot.replaceWith(rows);  // loaded, or loading: its answer lands in it all the same
+    fresh.querySelector("details.batch-details").open = true;
   }
 
   // Notices are one stack, newest on top, at most MAX_TOASTS shown (static/app.css places
@@ -411,6 +423,9 @@
     bars.forEach(function (bar) {
       bar.style.width = Number(bar.parentElement.getAttribute("aria-valuenow")) + "%";
     });
+    var segs = [].slice.call(root.querySelectorAll(".batch-seg[data-share]"));
+    if (root.matches && root.matches(".batch-seg[data-share]")) segs.push(root);
+    segs.forEach(function (seg) { seg.style.width = Number(seg.dataset.share) + "%"; });
     var slow = [].slice.call(root.querySelectorAll(".toast-slow[data-slow-in]"));
     if (root.matches && root.matches(".toast-slow[data-slow-in]")) slow.push(root);
     slow.forEach(function (el) { el.style.animationDelay = Number(el.dataset.slowIn) + "s"; });

@@ -4,6 +4,7 @@ credits or none (app/jobs/batches.py decides what goes in)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from app.db.connection import Database, rid
@@ -43,11 +44,13 @@ async def get_owned(db: Database, batch_id: str, owner_id: str) -> dict | None:
     return rows[0] if rows else None
 
 
-async def list_for(db: Database, owner_id: str, limit: int = 20, offset: int = 0) -> list[dict]:
+async def list_for(db: Database, owner_id: str, limit: int = 20, offset: int = 0,
+                   before: datetime | None = None) -> list[dict]:
+    """Newest first; `before` (a created_at) pages by cursor, as jobs do."""
     return await db.read_one(
-        "SELECT * FROM batch WHERE owner = $owner ORDER BY created_at DESC "
-        "LIMIT $limit START $offset",
-        {"owner": rid("user", owner_id), "limit": limit, "offset": offset})
+        "SELECT * FROM batch WHERE owner = $owner AND ($before = NONE OR created_at < $before) "
+        "ORDER BY created_at DESC LIMIT $limit START $offset",
+        {"owner": rid("user", owner_id), "limit": limit, "offset": offset, "before": before})
 
 
 async def jobs_of(db: Database, batches: list[dict]) -> dict[str, dict]:

@@ -167,12 +167,14 @@ OWNER_INDEX = "WITH INDEX job_owner"
 
 async def list_for(
     db: Database, owner_id: str, statuses: list[str] | None = None,
-    limit: int = 20, offset: int = 0, before: datetime | None = None,
+    limit: int = 20, offset: int = 0, before: datetime | None = None, singles: bool = False,
 ) -> list[dict]:
     """Newest first. `before` (a created_at) pages by cursor: jobs created since the first
-    page was read do not shift the next page, as an offset would."""
+    page was read do not shift the next page, as an offset would. `singles`: leave out
+    batches' rows (lists that show each batch as one card)."""
     where = ("owner = $owner" + (" AND status IN $statuses" if statuses else "")
-             + (" AND created_at < $before" if before is not None else ""))
+             + (" AND created_at < $before" if before is not None else "")
+             + (" AND batch = NONE" if singles else ""))
     # WITH INDEX: given `status IN …`, the planner walks the job_status index, i.e. every
     # person's jobs in those states (80 ms at 3,000 jobs, growing with the table); the
     # owner's index is what bounds this to one person's jobs (4 ms). See OWNER_INDEX.

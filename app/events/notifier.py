@@ -9,10 +9,12 @@ something a person sees has changed (lease and bookkeeping writes change nothing
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from typing import Any
 
+from app.db import batches as batches_db
 from app.db import jobs as jobs_db
 from app.db import library as library_db
 from app.db import users as users_db
@@ -29,6 +31,7 @@ log = get_logger("reelforge.events")
 REMEMBERED = 20_000  # records whose last sent state is kept (least recently sent dropped)
 ACTIVE_SHOWN = 100  # running jobs, and jobs ended while away, given cards in a snapshot
 ACTIVE_STATUSES = sorted(s.value for s in Status if s not in FINAL)
+BATCH_COALESCE = 0.05  # seconds: changes of a batch's rows within this go out as one card
 
 
 def job_look(job: dict[str, Any]) -> tuple:
@@ -52,6 +55,9 @@ class Notifier:
         # their own channels: no extra subscription per stream.
         self.admins: set[str] = set()
         self._sent: OrderedDict[str, tuple[int, tuple]] = OrderedDict()
+        # Batches whose card is about to be sent again (one render for a burst of changes
+        # of its rows, e.g. 100 rows created at once), by batch id.
+        self._batches_due: dict[str, asyncio.Task] = {}
 
     def _newer(self, key: str, record: dict[str, Any], look: tuple) -> bool:
         """Whether this state of a record is worth sending (and if so, remember it)."""
@@ -72,7 +78,18 @@ class Notifier:
 
     async def publish(self, kind: str, job: dict[str, Any]) -> None:
         user_id = str(job["owner"].id)
-        if kind == "job":
+        if kind == "batch":  # a new batch (or new rows of one): {"owner", "batch"}
+            self.batch_soon(user_id, job["batch"])
+            if self.admins:  # the admin queue lists each new row
+                batch = await batches_db.get_owned(self.db, job["batch"], user_id)
+                rows = await batches_db.jobs_of(self.db, [batch] if batch else [])
+                for row in rows.values():
+                    if row["status"] == Status.PENDING and self._newer(
+                            f"job:{row['id'].id}", row, job_look(row)):
+                        await self.publish_admin(row)
+        elif kind == "job" and job.get("batch"):
+            await self.publish_row(user_id, job)
+        elif kind == "job":
             key = f"job:{job['id'].id}"
             # A job this process has not sent before goes out as a new card (an upsert in
             # the page): its first state here may be a later one, e.g. when another
@@ -103,6 +120,53 @@ class Notifier:
                                        toast=toast)
         if self.broker.publish(user_id, events) and job["status"] in FINAL:
             await jobs_db.mark_announced(self.db, [str(job["id"].id)])
+
+    async def publish_row(self, user_id: str, job: dict[str, Any]) -> None:
+        """A batch's row: its card in place (where a list shows it), the notice about work
+        in progress, and soon its batch's card; never a toast of its own (the batch has
+        one, when it ends)."""
+        if not (self._watched(user_id) and self._newer(f"job:{job['id'].id}", job,
+                                                        job_look(job))):
+            return
+        if self.admins:
+            await self.publish_admin(job)
+        if not self.broker.has_subscribers(user_id):
+            return
+        events = await self.job_events(job, new=False, toast=False)
+        if self.broker.publish(user_id, events) and job["status"] in FINAL:
+            await jobs_db.mark_announced(self.db, [str(job["id"].id)])
+        self.batch_soon(user_id, job["batch"])
+
+    def batch_soon(self, user_id: str, batch_id: str) -> None:
+        """Send the batch's card in a moment, once for all the changes until then."""
+        if batch_id in self._batches_due or not self.broker.has_subscribers(user_id):
+            return
+
+        async def send() -> None:
+            try:
+                await asyncio.sleep(BATCH_COALESCE)
+                self._batches_due.pop(batch_id, None)
+                await self.publish_batch(user_id, batch_id)
+            except Exception:  # a card must never hold up a job
+                log.exception("events.batch_render_failed", batch_id=batch_id)
+            finally:
+                self._batches_due.pop(batch_id, None)
+
+        self._batches_due[batch_id] = asyncio.get_running_loop().create_task(send())
+
+    async def publish_batch(self, user_id: str, batch_id: str) -> None:
+        """The batch's card (an upsert: the page files it by creation, or replaces it), and
+        once the last row has ended, the batch's one notice (once per process)."""
+        from app.web.batch_views import batch_view
+
+        batch = await batches_db.get_owned(self.db, batch_id, user_id)
+        if batch is None:
+            return
+        view = batch_view(batch, await batches_db.jobs_of(self.db, [batch]))
+        events = [ServerEvent("jobs", self.fragments.batch_card(view))]
+        if view["final"] and self._newer(f"batch-done:{batch_id}", {"rev": 1}, ("ended",)):
+            events.append(ServerEvent("toasts", self.fragments.batch_toast(view)))
+        self.broker.publish(user_id, events)
 
     async def publish_credits(self, user: dict[str, Any]) -> None:
         user_id = str(user["id"].id)
@@ -197,9 +261,25 @@ class Notifier:
         await self.fragments.durations.prime(self.db, active)
         # The newest of the ended ones: a page lists at most this many cards anyway.
         shown = sorted([*active, *ended[-ACTIVE_SHOWN:]], key=lambda j: j["created_at"])
+        batches: list[str] = []
         for job in shown:
+            if job.get("batch"):  # a batch is one card, sent below
+                if job["batch"] not in batches:
+                    batches.append(job["batch"])
+                continue
             video_url = await self.storage.url(job["result_key"]) if job.get("result_key") else None
             events.append(ServerEvent("jobs", self.fragments.job_card(job, video_url)))
+        if batches:
+            from app.web.batch_views import batch_view
+
+            found = [b for b in [await batches_db.get_owned(self.db, b, user_id)
+                                 for b in batches] if b]
+            rows = await batches_db.jobs_of(self.db, found)
+            for batch in found:
+                view = batch_view(batch, rows)
+                events.append(ServerEvent("jobs", self.fragments.batch_card(view)))
+                if view["final"]:  # ended while away: the summary covers it; not again
+                    self._newer(f"batch-done:{batch['id'].id}", {"rev": 1}, ("ended",))
         events.append(ServerEvent("toast-progress",
                                   self.fragments.progress_toast(active, version)))
         user = await users_db.by_id(self.db, user_id)

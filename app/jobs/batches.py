@@ -144,7 +144,7 @@ class BatchService:
             made = await batches_db.create(self.jobs.db, batch_id, user_id, batch, records)
         except Thrown as exc:
             raise await self.jobs.refusal(exc.code, user_id, total) from None
-        await self._announce(user_id, [job_id for job_id, _ in records])
+        await self._announce(batch_id, user_id)
         return made, [job_id for job_id, _ in records], total
 
     async def cancel(self, user_id: str, batch: dict[str, Any]) -> None:
@@ -184,14 +184,13 @@ class BatchService:
                 return [], 0
             raise await self.jobs.refusal(exc.code, user_id, total) from None
         new_ids = [new_id for _, new_id, _ in retries]
-        await self._announce(user_id, new_ids)
+        await self._announce(str(batch["id"].id), user_id)
         return new_ids, total
 
-    async def _announce(self, user_id: str, job_ids: list[str]) -> None:
-        """New rows go out like any new job (cards, credits held), and the driver wakes."""
-        jobs = await batches_db.jobs_of(self.jobs.db, [{"jobs": job_ids}])
-        for job_id in job_ids:
-            if job_id in jobs:
-                await self.jobs.publish("job", jobs[job_id])
-        await self.jobs.publish("credits", {"owner": rid("user", user_id)})
+    async def _announce(self, batch_id: str, user_id: str) -> None:
+        """A new batch (or new rows of one) goes out as its card, with the credits it
+        holds, and the driver wakes."""
+        owner = rid("user", user_id)
+        await self.jobs.publish("batch", {"owner": owner, "batch": batch_id})
+        await self.jobs.publish("credits", {"owner": owner})
         self.jobs.wake_driver()

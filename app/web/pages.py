@@ -12,6 +12,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
 from litestar.response import Redirect, Template
 
+from app.db import batches as batches_db
 from app.db import jobs as jobs_db
 from app.db import library as library_db
 from app.db import templates as templates_db
@@ -31,6 +32,7 @@ from app.web.auth import (
     user_id_of,
     verify_password,
 )
+from app.web.batch_views import batch_views
 from app.web.client_address import client_address, counting_network
 from app.web.responses import is_htmx
 
@@ -40,6 +42,7 @@ SIGNUP_REFUSED = ("Too many accounts have been created from your network in the 
 
 
 JOBS_PAGE = 20  # cards per page of /jobs; "Load more" brings the next ones
+RECENT = 8  # cards in "Recent videos" (workspace, templates tab)
 
 
 def _instant(value: str | None) -> datetime | None:
@@ -161,6 +164,26 @@ def _upsert(target: str, position: str, html: str) -> str:
     return f'<template data-upsert="{target}" data-position="{position}">{html}</template>'
 
 
+async def card_items(request: Request, uid: str, *, limit: int, statuses: list[str] | None = None,
+                     before: datetime | None = None, jobs: bool = True,
+                     batches: bool = True) -> tuple[list[dict[str, Any]], dict[str, str], bool]:
+    """A list of cards, newest first: jobs, and batches as one card each (their rows are
+    then left out), `limit` at most. Returns (items: {"job": …} or {"batch": view}, the
+    finished jobs' video URLs, whether there are more)."""
+    db = services_of(request).db
+    rows = await jobs_db.list_for(db, uid, statuses, limit=limit + 1, before=before,
+                                  singles=batches) if jobs else []
+    found = await batches_db.list_for(db, uid, limit + 1, before=before) if batches else []
+    items = [{"job": j, "at": j["created_at"]} for j in rows]
+    items += [{"batch": b, "at": b["at"]} for b in
+              [{**v, "at": v["created_at"]} for v in await batch_views(request, found)]]
+    items.sort(key=lambda i: i["at"], reverse=True)
+    more, items = len(items) > limit, items[:limit]
+    shown = [i["job"] for i in items if "job" in i]
+    await services_of(request).fragments.durations.prime(db, shown)
+    return items, await job_urls(request, shown), more
+
+
 class PageController(Controller):
     include_in_schema = False  # HTML pages and forms; /schema documents the JSON API
 
@@ -172,10 +195,9 @@ class PageController(Controller):
         uid = user_id_of(user)
         items = await _images(request, uid)
         ctx = await generate_context(request, user, image_key=image, images=items)
-        recent = await jobs_db.list_for(services_of(request).db, uid, limit=8)
-        await services_of(request).fragments.durations.prime(services_of(request).db, recent)
-        return await _page(request, "workspace", user, items=items, jobs=recent, gen=ctx,
-                           urls=await job_urls(request, recent))
+        recent, urls, _ = await card_items(request, uid, limit=RECENT)
+        return await _page(request, "workspace", user, items=items, cards=recent, gen=ctx,
+                           urls=urls)
 
     @get("/templates", name="templates")
     async def templates(self, request: Request, template: str | None = None,
@@ -184,10 +206,9 @@ class PageController(Controller):
         if user is None:
             return Redirect("/login?next=/templates")
         ctx = await generate_context(request, user, template_slug=template, image_key=image)
-        recent = await jobs_db.list_for(services_of(request).db, user_id_of(user), limit=8)
-        await services_of(request).fragments.durations.prime(services_of(request).db, recent)
-        return await _page(request, "templates", user, gen=ctx, jobs=recent,
-                           urls=await job_urls(request, recent), selected=template)
+        recent, urls, _ = await card_items(request, user_id_of(user), limit=RECENT)
+        return await _page(request, "templates", user, gen=ctx, cards=recent, urls=urls,
+                           selected=template)
 
     @get("/jobs", name="jobs")
     async def jobs(self, request: Request, status: str | None = None,
@@ -200,18 +221,19 @@ class PageController(Controller):
             return Redirect("/login?next=/jobs")
         db = services_of(request).db
         uid = user_id_of(user)
-        selected = status if status in STATUS_FILTERS else None
+        selected = status if status in STATUS_FILTERS or status == "batches" else None
         cursor = _instant(before)
         start = await jobs_db.get_owned(db, _safe_id(job), uid) if job and not cursor else None
-        if start is not None:  # that job and the ones before it
+        if start is not None:  # that job and the ones before it (each job on its own)
             cursor = start["created_at"] + timedelta(microseconds=1)
-        rows = await jobs_db.list_for(db, uid, STATUS_FILTERS[selected] if selected else None,
-                                      limit=JOBS_PAGE + 1, before=cursor)
-        more, rows = len(rows) > JOBS_PAGE, rows[:JOBS_PAGE]
-        await services_of(request).fragments.durations.prime(db, rows)
-        ctx = {"jobs": rows, "urls": await job_urls(request, rows), "filter": selected,
-               "next_before": rows[-1]["created_at"].isoformat() if more else None,
-               "start": start, "list_id": "job-list" if selected in (None, "active")
+        # All: jobs, a batch as one card; Batches: only those; a state: each job, rows too.
+        cards, urls, more = await card_items(
+            request, uid, limit=JOBS_PAGE, before=cursor,
+            statuses=STATUS_FILTERS.get(selected or ""), jobs=selected != "batches",
+            batches=selected in (None, "batches") and start is None)
+        ctx = {"cards": cards, "urls": urls, "filter": selected,
+               "next_before": cards[-1]["at"].isoformat() if more else None,
+               "start": start, "list_id": "job-list" if selected in (None, "active", "batches")
                and start is None else "job-list-static"}
         if before and is_htmx(request):
             return Template(template_name="partials/jobs_more.html",

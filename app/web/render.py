@@ -137,6 +137,12 @@ class Fragments:
         return self.render("away_toast", title=", ".join(parts), ready=ready, failed=failed,
                            canceled=canceled)
 
+    def batch_card(self, view: dict[str, Any]) -> str:
+        return self.render("batch_card", b=view)
+
+    def batch_toast(self, view: dict[str, Any]) -> str:
+        return self.render("batch_toast", b=view)
+
     def message_toast(self, kind: str, message: str, link: str | None = None,
                       link_text: str | None = None) -> str:
         return self.render("message_toast", kind=kind, message=message, link=link,

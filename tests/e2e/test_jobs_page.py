@@ -73,7 +73,7 @@ def test_jobs_page_scans_filters_pages_and_stays_live(page: Page, fal_server: Se
     expect(page.locator("h1")).to_have_text("Jobs")
     expect(page.locator("nav.nav a[aria-current=page]")).to_have_text("Jobs")
     expect(page.locator("nav.filters a")).to_have_text(
-        ["All", "Active", "Completed", "Failed", "Canceled"])
+        ["All", "Active", "Completed", "Failed", "Canceled", "Batches"])
     page.wait_for_function("() => window.__rf.sse.includes('credits')")  # the stream is open
 
     # The first page: the newest 20, newest first, and a way to the rest.
