@@ -23,8 +23,9 @@ from app.jobs.batches import file_names, summary
 from app.jobs.service import JobRequestError
 from app.jobs.states import public_status
 from app.storage.base import Storage
+from app.web.api import refused_form
 from app.web.auth import require_user, services_of, user_id_of
-from app.web.responses import error
+from app.web.responses import error, is_htmx
 from app.web.schemas import (
     BAD_REQUEST,
     NOT_FOUND,
@@ -225,7 +226,9 @@ class BatchController(Controller):
         try:
             job_ids, credits = await services_of(request).batches.retry_failed(uid, batch)
         except JobRequestError as exc:
-            return Response(exc.body, status_code=exc.status)
+            refused = Response(exc.body, status_code=exc.status)
+            # the batch card's button: a toast says why, and no 4xx for the console
+            return refused_form(refused, exc.status) if is_htmx(request) else refused
         return Response(BatchRetried(batch_id=batch_id, job_ids=job_ids, credits=credits),
                         status_code=202)
 

@@ -350,3 +350,19 @@ async def test_the_account_history_folds_a_batchs_charges_under_its_name(idle, a
     for job_id in made["jobIds"][:2]:
         assert f"/jobs?job={job_id}" in page  # each charge still links to its job
     assert "Aurora · S1" in page and "Aurora · S2" in page
+
+
+async def test_retry_failed_that_does_not_fit_is_402_and_a_toast_for_the_page(idle, alice, image):
+    made = (await alice.post("/api/batches", json=batch(
+        image, [f"M{i}" for i in range(12)]))).json()
+    jobs = idle.app.state.services.jobs
+    assert in_app(idle, lambda: jobs.move(made["jobIds"][0], Status.FAILED,
+                                          fields={"error": "x"}, reason="test"))
+    assert (await alice.submit(image)).status_code == 202  # 40 credits left
+    url = f"/api/batches/{made['batchId']}/retry-failed"
+    r = await alice.post(url)
+    assert r.status_code == 402 and r.json()["required"] == PRICE
+    r = await alice.post(url, headers={"hx-request": "true"})
+    assert r.status_code == 200 and r.headers["x-refused-status"] == "402"
+    assert r.headers["hx-reswap"] == "none" and "Not enough credits" in r.json()["message"]
+    assert count(idle, "video_job") == 13
