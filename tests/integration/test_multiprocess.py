@@ -167,7 +167,7 @@ async def test_a_job_submitted_on_a_is_seen_live_on_b_and_c(cluster):
                                          f"{[(e.event, e.data[:160]) for e in reader.seen]}"
                                          ) from None
             done = [e for e in reader.seen if e.event == f"job-{job_id}"][-1]
-            assert 'data-status="completed"' in done.data and "<video" in done.data
+            assert 'data-status="completed"' in done.data and "data-play=" in done.data
             statuses = [e.data.split('data-status="')[1].split('"')[0] for e in reader.seen
                         if e.event == f"job-{job_id}"]
             assert statuses == sorted(statuses, key=["pending", "queued", "processing",
