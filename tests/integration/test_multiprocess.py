@@ -175,7 +175,7 @@ async def test_a_job_submitted_on_a_is_seen_live_on_b_and_c(cluster):
     books = await cluster.books("alice@example.com")
     assert_charged_once(books, [job_id])
     video = cluster.data_dir / "media" / "users"
-    assert len([p for p in video.rglob(f"{job_id}*")]) == 1
+    assert len([p for p in video.rglob(f"{job_id}.mp4")]) == 1
 
 
 async def test_concurrent_submissions_over_three_processes_never_overspend(
