@@ -698,7 +698,28 @@
 
   // A paste of several cells fills the table from the cell pasted into: down the rows
   // (added as needed, up to the limit) and rightwards along the columns, or by the first
-  // line's names when it is a header (the variables' labels or names, any case).
+  // line's names when it is a header (the columns' labels or the variables' names, any
+  // case). The start image column takes an image's name from the library.
+  function columnsOf(tr) {
+    var cells = {};
+    cellsOf(tr).forEach(function (i) { cells[i.dataset.var] = i; });
+    cells["@start"] = tr.querySelector("select[data-start]");
+    return cells;
+  }
+  function setCell(el, value) {  // false for an image name the library does not have
+    if (el.tagName === "SELECT") {
+      var wanted = value.toLowerCase();
+      var option = [].filter.call(el.options, function (o) {
+        return o.value.toLowerCase() === wanted || o.text.toLowerCase() === wanted;
+      })[0];
+      el.value = option ? option.value : "";  // none: "Same as above"
+      if (!option && value) return false;
+    } else {
+      el.value = value;
+    }
+    el.removeAttribute("aria-invalid");
+    return true;
+  }
   document.addEventListener("paste", function (e) {
     var input = e.target.closest && e.target.closest("#batch-rows input[data-var]");
     var data = input && parseTable(e.clipboardData && e.clipboardData.getData("text/plain"));
@@ -706,8 +727,8 @@
     e.preventDefault();
     var table = input.closest("table");
     var start = input.closest("tr");
-    var names = cellsOf(start).map(function (i) { return i.dataset.var; });
-    var known = {};
+    var names = Object.keys(columnsOf(start));  // the table's order, start image last
+    var known = { "start image": "@start", "startkey": "@start" };
     cellsOf(start).forEach(function (i) {
       known[i.dataset.var.toLowerCase()] = known[i.dataset.label.toLowerCase()] = i.dataset.var;
     });
@@ -717,7 +738,7 @@
       names.slice(names.indexOf(input.dataset.var));
     var lines = header ? data.slice(1) : data;
     var max = Number(table.dataset.maxRows);
-    var tr = start, filled = 0;
+    var tr = start, filled = 0, unknown = 0;
     for (var k = 0; k < lines.length; k++) {
       if (k > 0) {
         tr = tr.nextElementSibling;
@@ -726,23 +747,22 @@
           tr = insertRow(table, batchRows(table).pop(), false);
         }
       }
-      var cells = {};
-      cellsOf(tr).forEach(function (i) { cells[i.dataset.var] = i; });
+      var cells = columnsOf(tr);
       lines[k].forEach(function (value, c) {
         var cell = columns[c] && cells[columns[c]];
-        if (cell) {
-          cell.value = value;
-          cell.removeAttribute("aria-invalid");
-        }
+        if (cell && !setCell(cell, value)) unknown++;
       });
       filled++;
     }
     renumberRows(table);
     updateBatch(table);
     var left = lines.length - filled;
-    note(table, left ? "A batch has at most " + max + " rows: the last " + left +
+    note(table, (left ? "A batch has at most " + max + " rows: the last " + left +
       (left === 1 ? " pasted row was" : " pasted rows were") + " left out." :
-      "Filled " + filled + (filled === 1 ? " row" : " rows") + " from the paste.");
+      "Filled " + filled + (filled === 1 ? " row" : " rows") + " from the paste.") +
+      (unknown ? " " + unknown + (unknown === 1 ? " start image is" : " start images are") +
+       " not in your library: " + (unknown === 1 ? "its row uses" : "those rows use") +
+       " the one above." : ""));
   });
 
   document.addEventListener("input", function (e) {

@@ -79,7 +79,7 @@ class BatchPageController(Controller):
         ctx = await generate_context(request, user, template_slug=body["templateSlug"],
                                      image_key=body["startKey"], errors=errors)
         rows = padded(read_rows(form.multi_items()))
-        name = str(form.get("name") or "")
+        name = form.get("name") if isinstance(form.get("name"), str) else ""
         html = self._render(request, ctx, batch_view(rows, max_rows, name=name, errors=cells,
                                                      error=error))
         response = Response(html, status_code=exc.status, media_type="text/html")

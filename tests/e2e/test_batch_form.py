@@ -9,14 +9,16 @@ from playwright.sync_api import Page, expect
 
 from tests.crashkit import ServerProcess
 from tests.e2e.conftest import shot, signup, upload
+from tests.e2e.test_accessibility import BLOCKING, describe, run_axe
 
 pytestmark = pytest.mark.e2e
 
 PRICE = 80  # car-commercial
 # Copied from a spreadsheet saved as CSV: a header (labels, any case, in another order than
-# the table's), a quoted value holding a comma, CRLF line ends and a final newline.
-CSV = ('model,BRAND\r\n"GT Coupe, 2026",Aurora\r\nS1,Aurora\r\nS2,Borealis\r\n'
-       'Roadster,Cirrus\r\nX5,Cirrus\r\n')
+# the table's), a quoted value holding a comma, start images by name (one not in the
+# library), CRLF line ends and a final newline.
+CSV = ('model,BRAND,Start image\r\n"GT Coupe, 2026",Aurora,\r\nS1,Aurora,sunset.png\r\n'
+       'S2,Borealis,\r\nRoadster,Cirrus,nowhere.png\r\nX5,Cirrus,\r\n')
 ROWS = [("Aurora", "GT Coupe, 2026"), ("Aurora", "S1"), ("Borealis", "S2"),
         ("Cirrus", "Roadster"), ("Cirrus", "X5")]
 
@@ -50,7 +52,8 @@ def table_values(page: Page) -> list[list[str]]:
 def test_paste_five_rows_and_submit_one_batch(page: Page, local_server: ServerProcess) -> None:
     base = local_server.url
     signup(page, base, "batch")
-    key = upload(page)
+    sunset = upload(page)
+    beach = upload(page, "beach.png", seed=1)  # the newest: the form's start image
     page.fill("#var-BRAND", "Typed")
     many_variants(page)
     # What the single form held is row 1; three rows to start; the header names the columns.
@@ -66,7 +69,10 @@ def test_paste_five_rows_and_submit_one_batch(page: Page, local_server: ServerPr
     # The spreadsheet, pasted into row 1's Brand cell: five rows, columns by header.
     assert page.evaluate(PASTE, ["#batch-rows input[name='rows[0].variables.BRAND']", CSV])
     assert table_values(page) == [list(r) for r in ROWS]
-    expect(page.locator("[data-batch-note]")).to_have_text("Filled 5 rows from the paste.")
+    expect(page.locator("[data-batch-note]")).to_have_text(
+        "Filled 5 rows from the paste. 1 start image is not in your library: its row uses "
+        "the one above.")
+    expect(page.get_by_label("Start image, row 2")).to_have_value(sunset)
     expect(page.locator("[data-batch-total]")).to_have_text(
         f"5 videos × {PRICE} credits = {5 * PRICE} credits")
     expect(page.locator("[data-batch-submit]")).to_have_text("Generate 5 videos")
@@ -79,8 +85,11 @@ def test_paste_five_rows_and_submit_one_batch(page: Page, local_server: ServerPr
     page.locator("#batch-rows").scroll_into_view_if_needed()
     shot(page, "batch-02-desktop-table", full_page=False)
     page.set_viewport_size({"width": 390, "height": 844})
-    page.locator("#batch-rows").scroll_into_view_if_needed()
+    page.evaluate("() => document.getElementById('batch-name').scrollIntoView()")
     shot(page, "batch-03-phone-filled", full_page=False)
+    page.evaluate("() => { const s = document.querySelector('.batch-scroll');"
+                  " s.scrollLeft = s.scrollWidth; }")
+    shot(page, "batch-04-phone-scrolled", full_page=False)
     # The table scrolls inside its box; the page itself does not scroll sideways.
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     assert page.evaluate("() => { const s = document.querySelector('.batch-scroll');"
@@ -91,13 +100,19 @@ def test_paste_five_rows_and_submit_one_batch(page: Page, local_server: ServerPr
     expect(page.locator(".batch-notice")).to_have_text("Batch “Spring launch” started: 5 videos.")
     assert table_values(page) == [["", ""], ["", ""], ["", ""]]  # ready for the next batch
     expect(page.locator("#gen-mode-batch")).to_be_checked()
+    # The badge came with the answer; the form's balance follows it.
+    expect(page.locator("#credits")).to_have_attribute("data-credits-available",
+                                                        str(1000 - 5 * PRICE))
+    expect(page.locator("#generate [data-available]")).to_have_text(str(1000 - 5 * PRICE))
+    page.evaluate("() => document.querySelector('.batch-notice').scrollIntoView()")
+    shot(page, "batch-06-desktop-started", full_page=False)
 
     batches = page.request.get(base + "/api/batches").json()["batches"]
     assert len(batches) == 1 and batches[0]["total"] == 5, batches
     assert batches[0]["name"] == "Spring launch" and batches[0]["credits"] == 5 * PRICE
     detail = page.request.get(f"{base}/api/batches/{batches[0]['batchId']}").json()
     assert [(j["variables"]["BRAND"], j["variables"]["MODEL"]) for j in detail["jobs"]] == ROWS
-    assert {j["startKey"] for j in detail["jobs"]} == {key}
+    assert [j["startKey"] for j in detail["jobs"]] == [beach, sunset, beach, beach, beach]
     # Held or already charged, the five rows' price has left what is available.
     assert page.request.get(base + "/api/me").json()["available"] == 1000 - 5 * PRICE
 
@@ -121,9 +136,12 @@ def test_bad_row_is_refused_on_its_row_and_row_actions(page: Page,
     assert table_values(page) == [["Aurora", "S1"], ["", ""], ["Borealis", ""]]  # as typed
     assert page.request.get(base + "/api/batches").json()["batches"] == []
     assert page.request.get(base + "/api/me").json()["available"] == 1000
+    problems = [describe("batch form, refused", v) for v in run_axe(page)
+                if v["impact"] in BLOCKING]
+    assert not problems, "\n".join(problems)
     page.set_viewport_size({"width": 390, "height": 844})
     error.scroll_into_view_if_needed()
-    shot(page, "batch-04-phone-bad-row", full_page=False)
+    shot(page, "batch-05-phone-bad-row", full_page=False)
     page.set_viewport_size({"width": 1280, "height": 800})
 
     # Duplicate row 1: the copy comes after it, focus on the copy's Duplicate.
@@ -164,3 +182,14 @@ def test_bad_row_is_refused_on_its_row_and_row_actions(page: Page,
     expect(page.locator("[data-batch-total]")).to_have_text(
         "100 videos × 50 credits = 5000 credits")
     expect(page.locator("#generate [data-short]")).to_be_visible()
+
+    # On the templates tab, picking a template card keeps the mode, the name and the rows.
+    page.goto(base + "/templates")
+    many_variants(page)
+    page.fill("#batch-name", "Lamps")
+    page.get_by_label("Brand, row 2").fill("Aurora")
+    page.click("#template-product-turntable .template-link")
+    page.wait_for_selector("#batch-rows th:has-text('Product')")
+    expect(page.locator("#gen-mode-batch")).to_be_checked()
+    expect(page.locator("#batch-name")).to_have_value("Lamps")
+    expect(page.locator("#batch-rows tbody tr")).to_have_count(3)
