@@ -49,14 +49,19 @@ def padded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows + blank_rows(MIN_ROWS - len(rows))
 
 
-def form_state(params: Any, max_rows: int) -> dict[str, Any]:
+def form_state(params: Any, template: dict[str, Any] | None, max_rows: int) -> dict[str, Any]:
     """The mode and the batch table for a re-render of the form, from its query (a
-    MultiDict). Switching to "Many variants" puts what the single form held in row 1;
+    MultiDict). Switching to "Many variants" puts what was typed in the single form in
+    row 1 (a default it showed is not typed: the row's cell shows it as a placeholder);
     switching back puts row 1 in the single form."""
     mode = "batch" if params.get("mode") == "batch" else "single"
     rows = read_rows(params.multi_items())
-    typed = {k.removeprefix("variables."): v for k, v in params.items()
-             if k.startswith("variables.") and isinstance(v, str)}
+    defaults = {v["name"]: v.get("default") or "" for v in (template or {}).get("variables", [])}
+    typed = {}
+    for key, value in params.items():
+        name = key.removeprefix("variables.")
+        if name != key and isinstance(value, str) and value != defaults.get(name):
+            typed[name] = value
     state: dict[str, Any] = {"mode": mode}
     if mode == "batch" and not rows and any(v.strip() for v in typed.values()):
         rows = [{"variables": typed, "startKey": ""}]

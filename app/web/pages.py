@@ -252,7 +252,8 @@ class PageController(Controller):
         ctx = await generate_context(request, user, template_slug=template_slug,
                                      image_key=start_key)
         # The mode ("Many variants") and its table are kept across re-renders.
-        ctx.update(form_state(request.query_params, services_of(request).settings.batch_max_rows))
+        ctx.update(form_state(request.query_params, ctx["template"],
+                              services_of(request).settings.batch_max_rows))
         return Template(template_name="partials/generate.html", context={**ctx, "oob": False})
 
     @get("/fragments/panel")
@@ -269,7 +270,8 @@ class PageController(Controller):
                   if k.startswith("variables.")}
         ctx = await generate_context(request, user, image_key=image,
                                      template_slug=template_slug, values=values)
-        ctx.update(form_state(request.query_params, services_of(request).settings.batch_max_rows))
+        ctx.update(form_state(request.query_params, ctx["template"],
+                              services_of(request).settings.batch_max_rows))
         return Template(template_name="partials/workspace_panel.html", context={"gen": ctx})
 
     # -- sign-in -------------------------------------------------------------------

@@ -202,6 +202,12 @@ async def test_rerenders_keep_the_mode_and_the_rows(idle, alice, image):
     assert 'hx-post="/fragments/batch"' in html and html.count('class="batch-row"') == 3
     assert 'value="Aurora"' in cell(html, "rows[0].variables.BRAND")
     assert 'aria-label="Brand, row 1"' in cell(html, "rows[0].variables.BRAND")
+    # A default the single form showed is not carried as typed: the rows stay empty.
+    r = await alice.get("/fragments/generate", params={
+        "mode": "batch", "templateSlug": "product-turntable", "variables.PRODUCT": "",
+        "variables.MATERIAL": "polished"})
+    assert 'placeholder="polished"' in cell(r.text, "rows[0].variables.MATERIAL")
+    assert 'value=""' in cell(r.text, "rows[0].variables.MATERIAL")
     # Another template: the mode, the name and the rows stay (by variable name).
     r = await alice.get("/fragments/generate", params={
         "mode": "batch", "templateSlug": "product-turntable", "name": "Mine",
