@@ -776,9 +776,14 @@
       e.target.closest("#batch-rows");
     if (table) updateBatch(table);
   });
-  function initBatch() {
+  function initBatch(e) {
     var table = document.getElementById("batch-rows");
-    if (table) updateBatch(table);
+    if (!table) return;
+    updateBatch(table);
+    // A refused batch comes back with the cell in error marked: go there, to fix it.
+    var bad = e.type === "htmx:load" && e.detail.elt.id === "generate" &&
+      table.querySelector("[aria-invalid=true]");
+    if (bad) bad.focus();
   }
   document.addEventListener("DOMContentLoaded", initBatch);
   document.addEventListener("htmx:load", initBatch);

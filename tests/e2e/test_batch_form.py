@@ -131,6 +131,7 @@ def test_bad_row_is_refused_on_its_row_and_row_actions(page: Page,
     error = page.locator("#batch-error")
     expect(error).to_have_text("Row 3: Model is required")
     expect(page.get_by_label("Model, row 3")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Model, row 3")).to_be_focused()
     expect(page.locator("#batch-rows [aria-invalid]")).to_have_count(1)
     expect(page.locator("#batch-rows tbody tr").nth(2)).to_have_class("batch-row has-error")
     assert table_values(page) == [["Aurora", "S1"], ["", ""], ["Borealis", ""]]  # as typed
