@@ -29,6 +29,7 @@ from app.web.account import AccountController
 from app.web.admin import AdminController, hide_admin_routes
 from app.web.api import ApiController
 from app.web.auth import LoginThrottle
+from app.web.batch_pages import BatchPageController
 from app.web.batch_views import batch_rows
 from app.web.batches import BatchController
 from app.web.health import health
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return ReelforgeApp(
         route_handlers=[
             PageController, AccountController, ApiController, BatchController, AdminController,
+            BatchPageController,
             events, batch_rows,
             BackupController,
             fal_webhook, health, media, *metrics_routes(settings),

@@ -638,6 +638,241 @@
     playerOpener = null;
   }, true);
 
+  // -- Batch rows (the generate form's "Many variants" mode) ----------------------------
+  // The table is edited here, without requests: rows are added, duplicated and removed,
+  // and a spreadsheet pasted into a cell fills the rows from there down. Each change
+  // renumbers the fields (rows[i].…, as app/web/batch_form.py reads them) and the labels,
+  // and recounts the total price. The server still checks every row and the row limit.
+
+  // Text copied from a spreadsheet (TSV) or a CSV file, as rows of cells; null for a plain
+  // value (one line without tabs: a sentence with commas is not a table). Quoted fields may
+  // hold the separator, doubled quotes and line breaks; CRLF and a final newline are fine.
+  function parseTable(text) {
+    text = String(text || "").replace(/\r\n?/g, "\n").replace(/\n$/, "");
+    if (text.indexOf("\n") < 0 && text.indexOf("\t") < 0) return null;
+    var sep = text.indexOf("\t") >= 0 ? "\t" : ",";
+    var rows = [], row = [], cell = "", quoted = false;
+    for (var i = 0; i < text.length; i++) {
+      var c = text[i];
+      if (quoted) {
+        if (c !== '"') cell += c;
+        else if (text[i + 1] === '"') { cell += '"'; i++; }
+        else quoted = false;
+      } else if (c === '"' && cell === "") {
+        quoted = true;  // only a quote that opens a cell quotes it (5" stays as typed)
+      } else if (c === sep || c === "\n") {
+        row.push(cell.trim());
+        cell = "";
+        if (c === "\n") { rows.push(row); row = []; }
+      } else {
+        cell += c;
+      }
+    }
+    row.push(cell.trim());
+    rows.push(row);
+    return rows;
+  }
+
+  function batchRows(table) { return [].slice.call(table.tBodies[0].rows); }
+  function cellsOf(tr) { return [].slice.call(tr.querySelectorAll("input[data-var]")); }
+
+  // Counted as the server counts: a row with a value or its own start image is a video.
+  function isBlank(tr) {
+    var select = tr.querySelector("select[data-start]");
+    return !(select && select.value) && cellsOf(tr).every(function (i) { return !i.value.trim(); });
+  }
+
+  function renumberRows(table) {
+    batchRows(table).forEach(function (tr, i) {
+      var n = i + 1;
+      tr.querySelector(".batch-num").textContent = String(n);
+      cellsOf(tr).forEach(function (input) {
+        input.name = "rows[" + i + "].variables." + input.dataset.var;
+        input.setAttribute("aria-label", input.dataset.label + ", row " + n);
+      });
+      var select = tr.querySelector("select[data-start]");
+      select.name = "rows[" + i + "].startKey";
+      select.setAttribute("aria-label", "Start image, row " + n);
+      tr.querySelector("[data-row-action=duplicate]").setAttribute("aria-label", "Duplicate row " + n);
+      tr.querySelector("[data-row-action=remove]").setAttribute("aria-label", "Remove row " + n);
+    });
+  }
+
+  // The total ("5 videos × 80 credits = 400 credits") and the button's count; the footer's
+  // data-price becomes the total, so syncAvailable says when it is more than is available.
+  // Add row and Duplicate stop at the limit; the only row left cannot be removed.
+  function updateBatch(table) {
+    var form = table.closest("form");
+    var footer = form && form.querySelector(".generate-footer[data-unit-price]");
+    if (!footer) return;
+    var rows = batchRows(table);
+    var n = rows.filter(function (tr) { return !isBlank(tr); }).length;
+    var unit = Number(footer.dataset.unitPrice);
+    var videos = n + (n === 1 ? " video" : " videos");
+    footer.dataset.price = String(n * unit);
+    form.querySelector("[data-batch-total]").textContent = n ?
+      videos + " × " + unit + " credits = " + n * unit + " credits" : unit + " credits per video";
+    form.querySelector("[data-batch-submit]").textContent = n ? "Generate " + videos : "Generate videos";
+    var full = rows.length >= Number(table.dataset.maxRows);
+    form.querySelectorAll("[data-row-action=add], [data-row-action=duplicate]").forEach(function (b) {
+      b.disabled = full;
+    });
+    rows.forEach(function (tr) {
+      tr.querySelector("[data-row-action=remove]").disabled = rows.length === 1;
+    });
+    syncAvailable();
+  }
+
+  // A new row after `after`: a copy of it (Duplicate) or an empty one (Add row, a paste).
+  function insertRow(table, after, copy) {
+    var tr = after.cloneNode(true);
+    tr.classList.remove("has-error");
+    tr.querySelectorAll("[aria-invalid]").forEach(function (el) {
+      el.removeAttribute("aria-invalid");
+      el.removeAttribute("aria-describedby");
+    });
+    var from = after.querySelectorAll("input, select");
+    tr.querySelectorAll("input, select").forEach(function (el, k) {
+      el.value = copy ? from[k].value : "";  // a clone keeps an input's value, not a select's
+    });
+    after.after(tr);
+    return tr;
+  }
+
+  function note(table, text) {
+    var el = table.closest("form").querySelector("[data-batch-note]");
+    if (el) el.textContent = text;
+  }
+
+  document.addEventListener("click", function (e) {
+    var button = e.target.closest && e.target.closest("#generate [data-row-action]");
+    if (!button || button.disabled) return;
+    var table = document.getElementById("batch-rows");
+    var rows = batchRows(table);
+    var tr = button.closest("tr");
+    var action = button.dataset.rowAction;
+    var focus;
+    if (action === "add") {
+      focus = cellsOf(insertRow(table, rows[rows.length - 1], false))[0];
+    } else if (action === "duplicate") {
+      focus = insertRow(table, tr, true).querySelector("[data-row-action=duplicate]");
+    } else if (action === "remove" && rows.length > 1) {
+      var next = tr.nextElementSibling || tr.previousElementSibling;
+      tr.remove();
+      focus = next.querySelector("[data-row-action=remove]");
+    }
+    renumberRows(table);
+    updateBatch(table);
+    if (focus && focus.disabled) focus = cellsOf(focus.closest("tr"))[0];  // at a limit
+    if (focus) focus.focus();  // focus stays in the table, on the row acted on
+  });
+
+  // A paste of several cells fills the table from the cell pasted into: down the rows
+  // (added as needed, up to the limit) and rightwards along the columns, or by the first
+  // line's names when it is a header (the columns' labels or the variables' names, any
+  // case). The start image column takes an image's name from the library.
+  function columnsOf(tr) {
+    var cells = {};
+    cellsOf(tr).forEach(function (i) { cells[i.dataset.var] = i; });
+    cells["@start"] = tr.querySelector("select[data-start]");
+    return cells;
+  }
+  function setCell(el, value) {  // false for an image name the library does not have
+    if (el.tagName === "SELECT") {
+      var wanted = value.toLowerCase();
+      var option = [].filter.call(el.options, function (o) {
+        return o.value.toLowerCase() === wanted || o.text.toLowerCase() === wanted;
+      })[0];
+      el.value = option ? option.value : "";  // none: "Same as above"
+      if (!option && value) return false;
+    } else {
+      el.value = value;
+    }
+    el.removeAttribute("aria-invalid");
+    return true;
+  }
+  document.addEventListener("paste", function (e) {
+    var input = e.target.closest && e.target.closest("#batch-rows input[data-var]");
+    var data = input && parseTable(e.clipboardData && e.clipboardData.getData("text/plain"));
+    if (!data) return;  // a plain value: the browser pastes it into the cell
+    e.preventDefault();
+    var table = input.closest("table");
+    var start = input.closest("tr");
+    var names = Object.keys(columnsOf(start));  // the table's order, start image last
+    var known = { "start image": "@start", "startkey": "@start" };
+    cellsOf(start).forEach(function (i) {
+      known[i.dataset.var.toLowerCase()] = known[i.dataset.label.toLowerCase()] = i.dataset.var;
+    });
+    var first = data[0].filter(function (c) { return c; });
+    var header = first.length && first.every(function (c) { return known[c.toLowerCase()]; });
+    var columns = header ? data[0].map(function (c) { return known[c.toLowerCase()]; }) :
+      names.slice(names.indexOf(input.dataset.var));
+    var lines = header ? data.slice(1) : data;
+    var max = Number(table.dataset.maxRows);
+    var tr = start, filled = 0, unknown = 0;
+    for (var k = 0; k < lines.length; k++) {
+      if (k > 0) {
+        tr = tr.nextElementSibling;
+        if (!tr) {
+          if (batchRows(table).length >= max) break;
+          tr = insertRow(table, batchRows(table).pop(), false);
+        }
+      }
+      var cells = columnsOf(tr);
+      lines[k].forEach(function (value, c) {
+        var cell = columns[c] && cells[columns[c]];
+        if (cell && !setCell(cell, value)) unknown++;
+      });
+      filled++;
+    }
+    renumberRows(table);
+    updateBatch(table);
+    var left = lines.length - filled;
+    note(table, (left ? "A batch has at most " + max + " rows: the last " + left +
+      (left === 1 ? " pasted row was" : " pasted rows were") + " left out." :
+      "Filled " + filled + (filled === 1 ? " row" : " rows") + " from the paste.") +
+      (unknown ? " " + unknown + (unknown === 1 ? " start image is" : " start images are") +
+       " not in your library: " + (unknown === 1 ? "its row uses" : "those rows use") +
+       " the one above." : ""));
+  });
+
+  document.addEventListener("input", function (e) {
+    var table = e.target.closest && e.target.closest("#batch-rows");
+    if (!table) return;
+    e.target.removeAttribute("aria-invalid");  // edited: no longer the refused value
+    updateBatch(table);
+  });
+  document.addEventListener("change", function (e) {
+    var table = e.target.matches && e.target.matches("select[data-start]") &&
+      e.target.closest("#batch-rows");
+    if (table) updateBatch(table);
+  });
+  function initBatch(e) {
+    var table = document.getElementById("batch-rows");
+    if (!table) return;
+    updateBatch(table);
+    // A refused batch comes back with the cell in error marked: go there, to fix it.
+    var bad = e.type === "htmx:load" && e.detail.elt.id === "generate" &&
+      table.querySelector("[aria-invalid=true]");
+    if (bad) bad.focus();
+  }
+  document.addEventListener("DOMContentLoaded", initBatch);
+  document.addEventListener("htmx:load", initBatch);
+
+  // Re-renders of the form asked for from outside it (a template card, a library tile)
+  // keep its mode and its rows: the form's own controls send them already.
+  document.addEventListener("htmx:configRequest", function (e) {
+    var path = e.detail.path.split("?")[0];
+    var form = document.getElementById("generate");
+    if (e.detail.verb !== "get" || (path !== "/fragments/generate" && path !== "/fragments/panel") ||
+        !form || !form.classList.contains("generate-batch") || e.detail.formData.has("mode")) return;
+    new FormData(form).forEach(function (value, key) {
+      if (key === "mode" || key === "name" || key.indexOf("rows[") === 0) {
+        e.detail.formData.append(key, value);
+      }
+    });
+  });
+
   // Elapsed time on running job cards ticks locally (a clock, not a request).
   setInterval(function () {
     var now = Date.now() / 1000;

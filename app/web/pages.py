@@ -32,6 +32,7 @@ from app.web.auth import (
     user_id_of,
     verify_password,
 )
+from app.web.batch_form import form_state
 from app.web.batch_views import batch_views
 from app.web.client_address import client_address, counting_network
 from app.web.responses import is_htmx
@@ -274,6 +275,9 @@ class PageController(Controller):
             return Response("", status_code=401)
         ctx = await generate_context(request, user, template_slug=template_slug,
                                      image_key=start_key)
+        # The mode ("Many variants") and its table are kept across re-renders.
+        ctx.update(form_state(request.query_params, ctx["template"],
+                              services_of(request).settings.batch_max_rows))
         return Template(template_name="partials/generate.html", context={**ctx, "oob": False})
 
     @get("/fragments/panel")
@@ -290,6 +294,8 @@ class PageController(Controller):
                   if k.startswith("variables.")}
         ctx = await generate_context(request, user, image_key=image,
                                      template_slug=template_slug, values=values)
+        ctx.update(form_state(request.query_params, ctx["template"],
+                              services_of(request).settings.batch_max_rows))
         return Template(template_name="partials/workspace_panel.html", context={"gen": ctx})
 
     # -- sign-in -------------------------------------------------------------------
