@@ -1,8 +1,12 @@
 """The generate form's "Many variants" mode in Chromium: a spreadsheet pasted into the table
-(a real paste event), the live total, a submitted batch checked over the JSON API, a bad
+(a real paste event), the live total, a submitted batch checked over the JSON API and then
+followed on the page (one batch card to done, one notice, no toast per row, the zip), a bad
 row shown on its row with nothing created, and the row actions (add, duplicate, remove)."""
 
 from __future__ import annotations
+
+import io
+import zipfile
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -21,6 +25,15 @@ CSV = ('model,BRAND,Start image\r\n"GT Coupe, 2026",Aurora,\r\nS1,Aurora,sunset.
        'S2,Borealis,\r\nRoadster,Cirrus,nowhere.png\r\nX5,Cirrus,\r\n')
 ROWS = [("Aurora", "GT Coupe, 2026"), ("Aurora", "S1"), ("Borealis", "S2"),
         ("Cirrus", "Roadster"), ("Cirrus", "X5")]
+
+# Every toast ever added to the page, by id (or its text), kept in the page.
+WATCH_TOASTS = """() => {
+  window.__toasts = [];
+  new MutationObserver((records) => {
+    for (const r of records) for (const n of r.addedNodes)
+      if (n.nodeType === 1 && n.matches(".toast")) window.__toasts.push(n.id || n.textContent);
+  }).observe(document.getElementById("toasts"), {childList: true});
+}"""
 
 PASTE = """([selector, text]) => {
   const cell = document.querySelector(selector);
@@ -96,6 +109,7 @@ def test_paste_five_rows_and_submit_one_batch(page: Page, local_server: ServerPr
                          " return s.scrollWidth > s.clientWidth; }")
     page.set_viewport_size({"width": 1280, "height": 800})
 
+    page.evaluate(WATCH_TOASTS)
     page.click("#generate button[type=submit]")
     expect(page.locator(".batch-notice")).to_have_text("Batch “Spring launch” started: 5 videos.")
     assert table_values(page) == [["", ""], ["", ""], ["", ""]]  # ready for the next batch
@@ -115,6 +129,53 @@ def test_paste_five_rows_and_submit_one_batch(page: Page, local_server: ServerPr
     assert [j["startKey"] for j in detail["jobs"]] == [beach, sunset, beach, beach, beach]
     # Held or already charged, the five rows' price has left what is available.
     assert page.request.get(base + "/api/me").json()["available"] == 1000 - 5 * PRICE
+    watch_the_batch_to_the_end(page, base, detail)
+
+
+def watch_the_batch_to_the_end(page: Page, base: str, detail: dict) -> None:
+    """One batch card follows its rows live to done in one bar, opens to its rows' cards,
+    gives one notice when it ends and no toast per row, and downloads as a zip."""
+    batch_id, job_ids = detail["batchId"], [j["jobId"] for j in detail["jobs"]]
+    card = page.locator(f"#job-list > #batch-{batch_id}")
+    expect(card.locator(".job-title")).to_have_text("Spring launch")
+    for job_id in job_ids:  # the rows are in the batch, not cards of their own
+        expect(page.locator(f"#job-list > #job-{job_id}")).to_have_count(0)
+    card.locator("summary").click()  # its rows' cards, loaded when opened
+    expect(card.locator(".batch-rows > .job-card")).to_have_count(5)
+    card.scroll_into_view_if_needed()
+    shot(page, "batch-07-card-running", full_page=False)
+
+    expect(card).to_have_attribute("data-status", "completed", timeout=90_000)
+    expect(card.locator(".batch-meta")).to_contain_text("5 of 5 done")
+    # the rows loaded before stayed, and followed their jobs to the end
+    expect(card.locator(".batch-rows > .job-card[data-status=completed]")).to_have_count(5)
+    done = card.locator(".batch-seg-done").evaluate("e => e.getBoundingClientRect().width")
+    bar = card.locator(".batch-bar").evaluate("e => e.getBoundingClientRect().width")
+    assert abs(done - bar) < 2, (done, bar)  # the whole bar is done
+    notice = page.locator(f"#toast-batch-{batch_id}")
+    expect(notice).to_contain_text("Batch ready: Spring launch")
+    expect(notice).to_contain_text("5 of 5 videos ready")
+    shown = page.evaluate("window.__toasts")
+    # one notice for the batch; no row toasted on its own
+    assert shown.count(f"toast-batch-{batch_id}") == 1, shown
+    assert not [t for t in shown if t in {f"toast-{j}" for j in job_ids}], shown
+    assert not [t for t in shown if "Video generated" in t], shown
+    shot(page, "batch-08-card-done")
+
+    with page.expect_download() as got:
+        card.get_by_role("link", name="Download zip").click()
+    with zipfile.ZipFile(io.BytesIO(got.value.path().read_bytes())) as z:
+        assert z.namelist() == ["01-aurora-gt-coupe-2026.mp4", "02-aurora-s1.mp4",
+                                "03-borealis-s2.mp4", "04-cirrus-roadster.mp4",
+                                "05-cirrus-x5.mp4"]
+        assert all(z.read(n)[4:8] == b"ftyp" for n in z.namelist())
+
+    page.goto(base + "/jobs?status=batches")
+    expect(page.locator(f"#batch-{batch_id}")).to_be_visible()
+    expect(page.locator("#job-list > .job-card:not(.batch-card)")).to_have_count(0)
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "batch-09-phone-batches-tab")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
 
 
 def test_bad_row_is_refused_on_its_row_and_row_actions(page: Page,
