@@ -490,6 +490,10 @@
       }
       tile.remove();
     }
+    // A batch row that named it goes back to the batch's own start image.
+    document.querySelectorAll("#generate select[data-start]").forEach(function (s) {
+      [].forEach.call(s.options, function (o) { if (o.value === key) o.remove(); });
+    });
     var select = document.getElementById("gen-image");
     if (!select || select.tagName !== "SELECT") return;
     var options = [].slice.call(select.options);

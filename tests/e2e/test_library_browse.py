@@ -168,6 +168,10 @@ def test_deleting_the_selected_image_selects_the_next_everywhere(
     other.wait_for_function("() => document.body.hasAttribute('sse-connect')")
     for tab in (page, other):
         assert selection(tab)["ring"] == [newest]
+    gallery = context.new_page()  # the templates tab: the form without the library grid
+    gallery.goto(base + "/templates")
+    gallery.wait_for_function("() => document.body.hasAttribute('sse-connect')")
+    expect(gallery.locator("#gen-image")).to_have_value(newest)
     page.on("dialog", lambda d: d.accept())
 
     def url_of(key: str) -> str:
@@ -182,6 +186,8 @@ def test_deleting_the_selected_image_selects_the_next_everywhere(
                                   "ring": [middle]}, selection(tab)
         expect(tab.locator(f"#gen-image option[value='{newest}']")).to_have_count(0)
     assert focused(page)["tile"] == middle  # focus moved to the neighbouring tile
+    expect(gallery.locator("#gen-image")).to_have_value(middle)
+    expect(gallery.locator(f"#gen-image option[value='{newest}']")).to_have_count(0)
 
     # Deleting another image leaves the selection alone (and the form forgets it).
     page.locator(f".tile[data-key='{oldest}'] [data-action=delete]").click()
