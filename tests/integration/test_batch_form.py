@@ -18,13 +18,6 @@ HTMX = {"hx-request": "true"}
 
 
 @pytest.fixture
-async def idle(settings):
-    """The app with its driver stopped: submitted jobs stay pending."""
-    async with running_app(settings, idle=True) as client:
-        yield client
-
-
-@pytest.fixture
 async def alice(idle) -> Account:
     return await Account.signup(idle, "alice@example.com")
 

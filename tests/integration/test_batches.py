@@ -25,7 +25,6 @@ from tests.integration.api_support import (
     count,
     image_bytes,
     in_app,
-    running_app,
     sharing,
     user_row,
 )
@@ -39,13 +38,6 @@ def rows(*models: str) -> list[dict]:
 
 def batch(key: str, models=("S1", "S2", "S3"), **over) -> dict:
     return {"templateSlug": "car-commercial", "startKey": key, "rows": rows(*models), **over}
-
-
-@pytest.fixture
-async def idle(settings):
-    """The app with its driver stopped: submitted jobs stay pending."""
-    async with running_app(settings, idle=True) as client:
-        yield client
 
 
 @pytest.fixture

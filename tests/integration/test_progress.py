@@ -13,7 +13,7 @@ from app.db import jobs as jobs_db
 from app.db.connection import rid
 from app.jobs.progress import Durations, log_progress
 from tests.helpers import Account
-from tests.integration.api_support import image_bytes, in_app, running_app, user_id
+from tests.integration.api_support import image_bytes, in_app, user_id
 
 
 @pytest.mark.parametrize(("line", "expected"), [
@@ -30,13 +30,6 @@ from tests.integration.api_support import image_bytes, in_app, running_app, user
 ])
 def test_log_progress_reads_a_percentage(line, expected):
     assert log_progress(line) == expected
-
-
-@pytest.fixture
-async def idle(settings):
-    """The app with its driver stopped: jobs stay as the test puts them."""
-    async with running_app(settings, idle=True) as client:
-        yield client
 
 
 @pytest.fixture

@@ -34,13 +34,6 @@ VARS = {"BRAND": "Aurora", "MODEL": "S1"}
 
 
 @pytest.fixture
-async def idle(settings):
-    """The app with its driver stopped: submitted jobs stay pending."""
-    async with running_app(settings, idle=True) as client:
-        yield client
-
-
-@pytest.fixture
 async def alice(idle) -> Account:
     return await Account.signup(idle, "alice@example.com")
 

@@ -9,7 +9,7 @@ from markupsafe import escape
 from app.db import users as users_db
 from app.jobs.states import FINAL, Status
 from tests.helpers import Account
-from tests.integration.api_support import image_bytes, in_app, job_row, running_app, user_id
+from tests.integration.api_support import image_bytes, in_app, job_row, user_id
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
@@ -23,12 +23,6 @@ def assert_escaped(html: str, *expected: str, where: str = "") -> None:
         assert marker not in html, f"raw {marker!r} in {where}"
     for payload in expected:
         assert str(escape(payload)) in html, f"escaped {payload!r} missing from {where}"
-
-
-@pytest.fixture
-async def idle(settings):
-    async with running_app(settings, idle=True) as client:
-        yield client
 
 
 @pytest.fixture
