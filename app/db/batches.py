@@ -9,6 +9,13 @@ from typing import Any
 
 from app.db.connection import Database, rid
 
+# The first statements of both transactions below: the credits of every row, or a THROW.
+_RESERVE = """
+    LET $u = (SELECT balance, reserved FROM ONLY $owner);
+    IF $u.balance - $u.reserved < $total { THROW "insufficient_credits" };
+    UPDATE $owner SET reserved += $total;
+"""
+
 
 async def create(db: Database, batch_id: str, owner_id: str, batch: dict[str, Any],
                  jobs: list[tuple[str, dict[str, Any]]]) -> dict:
@@ -16,11 +23,7 @@ async def create(db: Database, batch_id: str, owner_id: str, batch: dict[str, An
     Raises Thrown("insufficient_credits")."""
     owner = rid("user", owner_id)
     result = await db.write(
-        """
-        BEGIN;
-        LET $u = (SELECT balance, reserved FROM ONLY $owner);
-        IF $u.balance - $u.reserved < $total { THROW "insufficient_credits" };
-        UPDATE $owner SET reserved += $total;
+        "BEGIN;" + _RESERVE + """
         LET $made = (CREATE ONLY $bid CONTENT $batch);
         FOR $j IN $jobs {
             CREATE type::thing("video_job", $j.id) CONTENT $j.job;
@@ -28,7 +31,7 @@ async def create(db: Database, batch_id: str, owner_id: str, batch: dict[str, An
         };
         RETURN $made;
         COMMIT;
-        """,
+        """,  # noqa: S608 - only fixed text is joined
         {"owner": owner, "bid": rid("batch", batch_id),
          "total": sum(job["credits"] for _, job in jobs),
          "batch": {**batch, "owner": owner, "jobs": [job_id for job_id, _ in jobs]},
@@ -69,11 +72,7 @@ async def retry_rows(db: Database, batch_id: str, owner_id: str,
     that don't fit, throw ("already_retried", "insufficient_credits")."""
     owner = rid("user", owner_id)
     result = await db.write(
-        """
-        BEGIN;
-        LET $u = (SELECT balance, reserved FROM ONLY $owner);
-        IF $u.balance - $u.reserved < $total { THROW "insufficient_credits" };
-        UPDATE $owner SET reserved += $total;
+        "BEGIN;" + _RESERVE + """
         LET $rows = (SELECT VALUE jobs FROM ONLY $bid);
         FOR $r IN $retries {
             LET $orig = (UPDATE type::thing("video_job", $r.of) SET retried_as = $r.id
@@ -89,7 +88,7 @@ async def retry_rows(db: Database, batch_id: str, owner_id: str,
                                 FROM $rows);
         RETURN (SELECT * FROM $ids);
         COMMIT;
-        """,
+        """,  # noqa: S608 - only fixed text is joined
         {"owner": owner, "bid": rid("batch", batch_id),
          "total": sum(job["credits"] for _, _, job in retries),
          "retries": [{"of": of, "id": new_id,
