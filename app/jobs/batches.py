@@ -111,6 +111,8 @@ class BatchService:
             checked.add(key)
             return key
 
+        if default_key is not None:  # the batch's own start image, checked even if no row uses it
+            await image(default_key, "startKey", None)
         records: list[tuple[str, dict[str, Any]]] = []
         for i, row in enumerate(rows):
             if not isinstance(row, dict):
@@ -137,8 +139,8 @@ class BatchService:
             records.append((uuid.uuid4().hex, record))
         batch_id = uuid.uuid4().hex
         batch = {"name": name, "template": template["slug"], "template_name": template["name"],
-                 "start_key": default_key if isinstance(default_key, str) else
-                 records[0][1]["start_key"], "created_at": records[0][1]["created_at"]}
+                 "start_key": default_key or records[0][1]["start_key"],
+                 "created_at": records[0][1]["created_at"]}
         total = sum(r["credits"] for _, r in records)
         try:
             made = await batches_db.create(self.jobs.db, batch_id, user_id, batch, records)

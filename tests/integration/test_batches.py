@@ -103,6 +103,9 @@ async def test_a_batch_reserves_every_row_and_reads_back(idle, alice, image):
     (lambda b: b.update(name=["x"]), "name", None, 400),
     (lambda b: b.update(templateSlug="nope"), "templateSlug", None, 404),
     (lambda b: b.update(startKey="users/nobody/library/x.png"), "startKey", None, 404),
+    # the batch's own start image is checked even when every row names its own
+    (lambda b: [r.update(startKey=b["startKey"]) for r in b["rows"]]
+     and b.update(startKey="users/nobody/library/x.png"), "startKey", None, 404),
 ])
 async def test_a_bad_row_is_refused_by_number_and_field_and_nothing_is_made(
         idle, alice, image, change, field, row, status):
