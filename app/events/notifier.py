@@ -18,7 +18,7 @@ from app.db import batches as batches_db
 from app.db import jobs as jobs_db
 from app.db import library as library_db
 from app.db import users as users_db
-from app.db.connection import Database
+from app.db.connection import Database, rid
 from app.events.broker import Broker, ServerEvent
 from app.jobs.states import FINAL, Status
 from app.observability.logging import get_logger
@@ -245,7 +245,22 @@ class Notifier:
         version = int(time.time() * 1000)
         active = await active_jobs(self.db, user_id)
         await self.fragments.durations.prime(self.db, active)
-        return ServerEvent("toast-progress", self.fragments.progress_toast(active, version))
+        return ServerEvent("toast-progress", self.fragments.progress_toast(
+            active, version, await self.batches_running(active)))
+
+    async def batches_running(self, active: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The batches among the running jobs, for the notice: name, rows, rows to go (one
+        read of the batch records, not of their rows)."""
+        left: dict[str, int] = {}
+        for job in active:
+            if job.get("batch"):
+                left[job["batch"]] = left.get(job["batch"], 0) + 1
+        if not left:
+            return []
+        rows = await self.db.read_one(
+            "SELECT meta::id(id) AS id, name, array::len(jobs) AS total, created_at "
+            "FROM $ids ORDER BY created_at", {"ids": [rid("batch", b) for b in left]})
+        return [{**r, "left": left.get(str(r["id"]), 0)} for r in rows or []]
 
     async def snapshot(self, user_id: str) -> list[ServerEvent]:
         """What a stream sends first: the cards of active jobs and of jobs that ended while
@@ -281,7 +296,8 @@ class Notifier:
                 if view["final"]:  # ended while away: the summary covers it; not again
                     self._newer(f"batch-done:{batch['id'].id}", {"rev": 1}, ("ended",))
         events.append(ServerEvent("toast-progress",
-                                  self.fragments.progress_toast(active, version)))
+                                  self.fragments.progress_toast(
+                                      active, version, await self.batches_running(active))))
         user = await users_db.by_id(self.db, user_id)
         if user:
             events.append(ServerEvent("credits", self.fragments.credits(user)))

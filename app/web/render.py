@@ -118,11 +118,12 @@ class Fragments:
         """The short toast of a job that ended."""
         return self.render("toast", job=self.job_view(job), announce=announce)
 
-    def progress_toast(self, active: list[dict[str, Any]], version: int) -> str:
+    def progress_toast(self, active: list[dict[str, Any]], version: int,
+                       batches: list[dict[str, Any]] | None = None) -> str:
         """The one notice about the person's running jobs (`active`, read from the database
         at `version`, epoch ms): hidden when there are none."""
         return self.render("progress_toast", jobs=[self.job_view(j) for j in active],
-                           version=version)
+                           version=version, batches=batches or [])
 
     def away_toast(self, ended: list[dict[str, Any]]) -> str:
         """One summary of the jobs that ended while the person was away."""

@@ -361,3 +361,16 @@ async def test_retry_failed_that_does_not_fit_is_402_and_a_toast_for_the_page(id
     assert r.status_code == 200 and r.headers["x-refused-status"] == "402"
     assert r.headers["hx-reswap"] == "none" and "Not enough credits" in r.json()["message"]
     assert count(idle, "video_job") == 13
+
+
+async def test_the_notice_about_work_in_progress_names_the_batch(idle, alice, image):
+    made = (await alice.post("/api/batches", json=batch(image, name="Spring spots"))).json()
+    assert (await alice.submit(image)).status_code == 202  # and one job on its own
+    notifier = idle.app.state.services.notifier
+    uid = str(user_row(idle, alice.email)["id"].id)
+    notice = in_app(idle, notifier.progress_event, uid).data
+    assert "4 videos generating" in notice and "Spring spots: 3 of 3 to go" in notice
+    jobs = idle.app.state.services.jobs
+    assert in_app(idle, lambda: jobs.move(made["jobIds"][0], Status.CANCELED, reason="test"))
+    notice = in_app(idle, notifier.progress_event, uid).data
+    assert "3 videos generating" in notice and "Spring spots: 2 of 3 to go" in notice
