@@ -24,8 +24,8 @@ Open streams are long-lived objects (about 90 GC-tracked ones each, most of them
 and Litestar's request chain), and at 10,000 streams a full garbage collection walks close
 to a million of them: a 0.8-1.6 s pause of the event loop, during which no event goes out.
 With `freeze_gc` on (the app turns it on), the broker moves the objects of newly opened
-streams out of the collector's generations (`gc.freeze()`) once the openings have paused,
-so full collections only walk what is young. A frozen object that becomes garbage is still
+streams out of the collector's generations (`gc.freeze()`) a second after they opened, so
+full collections only walk what is young. A frozen object that becomes garbage is still
 freed by its reference count; only reference cycles wait, so once as many streams have
 closed as were frozen, everything is thawed (`gc.unfreeze()`) and the next full collection
 takes those cycles, and the live streams are frozen again. See docs/BENCHMARKS.md §2."""
@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,8 +50,9 @@ PING_SECONDS = 30.0
 # The pinger wakes PING_SLICES times per PING_SECONDS (every 0.1 s), so that at 10,000
 # streams each wake writes ~33 pings, not a 333-write burst that delays real events.
 PING_SLICES = 300
-FREEZE_QUIET = 1.0  # freeze new streams once none has opened for this long (s),
-FREEZE_WAIT = 10.0  # or at the latest this long after the first unfrozen one opened
+# New streams are frozen this long after the first of them opened (s): one freeze per
+# burst of openings, and never more than a second's worth of streams left to the collector.
+FREEZE_AFTER = 1.0
 
 
 @dataclass(slots=True)
@@ -157,7 +157,6 @@ class Broker:
         self._unfrozen = 0  # streams opened since the last freeze
         self._frozen = 0  # streams open at the last freeze (since the last thaw)
         self._closed = 0  # streams closed since the last thaw
-        self._last_open = 0.0
         self._thawed = False  # the next freeze collects every generation first
 
     # -- subscribers ---------------------------------------------------------------------
@@ -180,7 +179,6 @@ class Broker:
             self.run_beside("pinger", self._ping_loop)
         if self.freeze_gc:
             self._unfrozen += 1
-            self._last_open = time.monotonic()
             self.run_beside("gc-freeze", self._freeze_soon)
         return sub
 
@@ -258,23 +256,23 @@ class Broker:
         return pinged
 
     async def _ping_loop(self) -> None:
+        # The slice due is worked out from the clock, not by counting wakes: a tick is short
+        # (0.1 s) and a busy loop wakes late, which would stretch every stream's interval.
+        # A late wake visits the slices it missed, each at most once.
+        loop = asyncio.get_running_loop()
         tick = self.ping_seconds / PING_SLICES
-        index = 0
+        start, visited = loop.time(), 0
         while self._subs:
             await asyncio.sleep(tick)
-            index = (index + 1) % PING_SLICES
-            self.ping_slice(index)
+            due = int((loop.time() - start) / tick)
+            visited = max(visited, due - PING_SLICES + 1)
+            while visited < due:
+                visited += 1
+                self.ping_slice(visited)
 
     # -- the garbage collector (see the module docstring) ---------------------------------
     async def _freeze_soon(self) -> None:
-        """Wait until openings pause (or FREEZE_WAIT has passed), then freeze."""
-        first = time.monotonic()
-        while True:
-            now = time.monotonic()
-            quiet_at = self._last_open + FREEZE_QUIET
-            if now >= quiet_at or now >= first + FREEZE_WAIT:
-                break
-            await asyncio.sleep(min(quiet_at, first + FREEZE_WAIT) - now)
+        await asyncio.sleep(FREEZE_AFTER)
         self.freeze()
 
     def freeze(self) -> None:
@@ -302,7 +300,6 @@ class Broker:
         self._thawed = True
         self._unfrozen = self.subscriber_count
         if self._unfrozen:
-            self._last_open = time.monotonic()
             self.run_beside("gc-freeze", self._freeze_soon)
 
     # -- helpers and shutdown ------------------------------------------------------------
