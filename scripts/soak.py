@@ -118,7 +118,7 @@ async def soak(args, server) -> dict:
     print(f"{args.people} people signed up in {time.monotonic() - t0:.0f} s", flush=True)
 
     streams: list[harness.EventStream] = []
-    person: dict[harness.EventStream, int] = {}
+    owner: dict[harness.EventStream, int] = {}  # stream -> its person
     # stream -> job id -> when the job's first event arrived on it
     first_seen: dict[harness.EventStream, dict[str, float]] = defaultdict(dict)
 
@@ -133,7 +133,7 @@ async def soak(args, server) -> dict:
         request = harness.EventStream.request_for(cookie, port=port)
         for s in await harness.open_event_streams(request, per_person, port, batch=per_person,
                                                   on_event=seen, timeout=30):
-            person[s] = n
+            owner[s] = n
             streams.append(s)
     await asyncio.sleep(1)
     failed_to_open = [s for s in streams if s.error]
@@ -217,7 +217,7 @@ async def soak(args, server) -> dict:
     def latencies(t_from: float, t_to: float) -> tuple[list[float], int]:
         out, missing = [], 0
         for s in streams:
-            for job, at in by_person.get(person[s], ()):
+            for job, at in by_person.get(owner[s], ()):
                 if not (t_from <= at < t_to):
                     continue
                 arrived = first_seen[s].get(job)
