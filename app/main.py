@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -108,6 +109,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.services = await open_services(settings, env=env)
         session_store.db = app.state.services.db
         app.state.login_throttle = LoginThrottle(app.state.services.db)
+        # The services, templates and modules live as long as the process: take them out
+        # of the collector's generations, so full collections do not walk them again and
+        # again; the broker does the same for open event streams (app/events/broker.py).
+        gc.collect()
+        gc.freeze()
+        app.state.services.broker.freeze_gc = True
         try:
             yield
         finally:

@@ -33,15 +33,18 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts" / "bench"))
 
-JOB_ID = re.compile(rb"job-([0-9a-f]{32})")
+import harness  # noqa: E402 (the benchmarks' one raw-socket /events reader)
+
+JOB_ID = re.compile(r"job-([0-9a-f]{32})")
 
 
 # -- the fake fal server, in a process of its own ------------------------------------------
@@ -59,60 +62,6 @@ def _fake_main(conn, queue_time: float, run_time: float) -> None:
 
 
 # -- the load -------------------------------------------------------------------------------
-
-class Stream:
-    """One /events stream read over a raw connection (HTTP/1.1, chunked)."""
-
-    __slots__ = ("person", "first_seen", "events", "error", "ended", "task")
-
-    def __init__(self, person: int):
-        self.person = person
-        self.first_seen: dict[bytes, float] = {}  # job id -> when its first event arrived
-        self.events = 0
-        self.error: str | None = None
-        self.ended = False
-        self.task: asyncio.Task | None = None
-
-    async def run(self, port: int, cookie: str, opened: asyncio.Event) -> None:
-        writer = None
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-            writer.write(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                         f"Cookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n".encode())
-            status = await reader.readline()
-            if b" 200 " not in status:
-                raise RuntimeError(f"stream answered {status!r}")
-            while (await reader.readline()) not in (b"\r\n", b""):
-                pass
-            opened.set()
-            buffer = b""
-            while True:
-                size_line = await reader.readline()
-                if not size_line:
-                    break
-                size = int(size_line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    break
-                chunk = await reader.readexactly(size + 2)
-                now = time.monotonic()
-                buffer += chunk[:-2]
-                *frames, buffer = buffer.split(b"\r\n\r\n")
-                for frame in frames:
-                    if frame.startswith(b":"):
-                        continue  # keep-alive
-                    self.events += 1
-                    for job in JOB_ID.findall(frame):
-                        self.first_seen.setdefault(job, now)
-            self.ended = True  # the server ended it (cut off as too slow, or shutting down)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"[:200]
-        finally:
-            opened.set()
-            if writer is not None:
-                writer.close()
-
 
 def pct(values: list[float], q: float) -> float | None:
     if not values:
@@ -168,21 +117,29 @@ async def soak(args, server) -> dict:
     await asyncio.gather(*(bounded(i) for i in range(args.people)))
     print(f"{args.people} people signed up in {time.monotonic() - t0:.0f} s", flush=True)
 
-    streams: list[Stream] = []
+    streams: list[harness.EventStream] = []
+    owner: dict[harness.EventStream, int] = {}  # stream -> its person
+    # stream -> job id -> when the job's first event arrived on it
+    first_seen: dict[harness.EventStream, dict[str, float]] = defaultdict(dict)
+
+    def seen(stream: harness.EventStream, name: str, data: str, _now: float) -> None:
+        at = time.monotonic()
+        for job in JOB_ID.findall(name + "\n" + data):
+            first_seen[stream].setdefault(job, at)
+
     per_person = args.streams // args.people
     for n, c in enumerate(people):
         cookie = "; ".join(f"{k}={v}" for k, v in c.cookies.items())
-        for _ in range(per_person):
-            s = Stream(n)
-            opened = asyncio.Event()
-            s.task = asyncio.create_task(s.run(port, cookie, opened))
+        request = harness.EventStream.request_for(cookie, port=port)
+        for s in await harness.open_event_streams(request, per_person, port, batch=per_person,
+                                                  on_event=seen, timeout=30):
+            owner[s] = n
             streams.append(s)
-            await asyncio.wait_for(opened.wait(), 30)
     await asyncio.sleep(1)
     failed_to_open = [s for s in streams if s.error]
     print(f"{len(streams)} streams open ({len(failed_to_open)} failed)", flush=True)
 
-    sent: dict[bytes, tuple[float, int]] = {}  # job id -> (sent at, person)
+    sent: dict[str, tuple[float, int]] = {}  # job id -> (sent at, person)
     statuses: Counter = Counter()
     rss: list[tuple[float, int]] = []
     inflight = asyncio.Semaphore(200)
@@ -202,7 +159,7 @@ async def soak(args, server) -> dict:
                 return
             statuses[r.status_code] += 1
             if r.status_code == 202:
-                sent[r.json()["jobId"].encode()] = (at, n)
+                sent[r.json()["jobId"]] = (at, n)
 
     async def sample_rss() -> None:
         while True:
@@ -253,21 +210,21 @@ async def soak(args, server) -> dict:
     rss.append((time.monotonic(), rss_kib(server.proc.pid)))
 
     # Latency: sending a submission → its first event on each of the person's streams.
-    by_person: dict[int, list[tuple[bytes, float]]] = {}
+    by_person: dict[int, list[tuple[str, float]]] = {}
     for job, (at, person) in sent.items():
         by_person.setdefault(person, []).append((job, at))
 
     def latencies(t_from: float, t_to: float) -> tuple[list[float], int]:
         out, missing = [], 0
         for s in streams:
-            for job, at in by_person.get(s.person, ()):
+            for job, at in by_person.get(owner[s], ()):
                 if not (t_from <= at < t_to):
                     continue
-                seen = s.first_seen.get(job)
-                if seen is None:
+                arrived = first_seen[s].get(job)
+                if arrived is None:
                     missing += 1
                 else:
-                    out.append(seen - at)
+                    out.append(arrived - at)
         return out, missing
 
     warm = start + args.warmup
@@ -277,12 +234,10 @@ async def soak(args, server) -> dict:
     during = [kib for t, kib in rss if warm <= t <= load_end + 1]
     base = statistics.median(during[:3]) if during else 0
     end_rss = statistics.median(during[-3:]) if during else 0
-    cut_off = sum(1 for s in streams if s.ended)
+    cut_off = sum(1 for s in streams if s.ended_by_server)
     stream_errors = sum(1 for s in streams if s.error)
     for s in streams:
-        if s.task:
-            s.task.cancel()
-    await asyncio.gather(*(s.task for s in streams if s.task), return_exceptions=True)
+        s.close()
     for c in people:
         await c.aclose()
     not_202 = sum(n for k, n in statuses.items() if k != 202)

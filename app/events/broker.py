@@ -18,12 +18,23 @@ sees them take turns, and a client opening streams in a loop never holds more th
 The cap is per process: the streams are this process's sockets, so this is where they can
 be counted and closed. Across N processes behind a load balancer a person can hold
 N × per_person; a global cap would need a record per stream in the database and a way to
-close another process's stream (the change feed), which these numbers do not justify."""
+close another process's stream (the change feed), which these numbers do not justify.
+
+Open streams are long-lived objects (about 90 GC-tracked ones each, most of them uvicorn's
+and Litestar's request chain), and at 10,000 streams a full garbage collection walks close
+to a million of them: a 0.8-1.6 s pause of the event loop, during which no event goes out.
+With `freeze_gc` on (the app turns it on), the broker moves the objects of newly opened
+streams out of the collector's generations (`gc.freeze()`) a second after they opened, so
+full collections only walk what is young. A frozen object that becomes garbage is still
+freed by its reference count; only reference cycles wait, so once as many streams have
+closed as were frozen, everything is thawed (`gc.unfreeze()`) and the next full collection
+takes those cycles, and the live streams are frozen again. See docs/BENCHMARKS.md §2."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -36,7 +47,12 @@ PER_PERSON = 10  # open streams one person may hold in this process
 # Each open stream gets a keep-alive comment this often: under the 55-60 s idle timeouts of
 # common proxies and load balancers (nginx, AWS ALB, Heroku), and each ping costs CPU.
 PING_SECONDS = 30.0
-PING_SLICES = 30  # the pinger wakes PING_SLICES times per PING_SECONDS
+# The pinger wakes PING_SLICES times per PING_SECONDS (every 0.1 s), so that at 10,000
+# streams each wake writes ~33 pings, not a 333-write burst that delays real events.
+PING_SLICES = 300
+# New streams are frozen this long after the first of them opened (s): one freeze per
+# burst of openings, and never more than a second's worth of streams left to the collector.
+FREEZE_AFTER = 1.0
 
 
 @dataclass(slots=True)
@@ -136,6 +152,12 @@ class Broker:
         self.published = 0
         self.cut_off = 0
         self.pings = 0
+        self.freeze_gc = False  # see the module docstring; the app's lifespan turns it on
+        self.freezes = 0
+        self._unfrozen = 0  # streams opened since the last freeze
+        self._frozen = 0  # streams open at the last freeze (since the last thaw)
+        self._closed = 0  # streams closed since the last thaw
+        self._thawed = False  # the next freeze collects every generation first
 
     # -- subscribers ---------------------------------------------------------------------
     def subscribe(self, user_id: str, session: str | None = None) -> Subscription:
@@ -155,10 +177,18 @@ class Broker:
             oldest.end()
         if self.ping_seconds:
             self.run_beside("pinger", self._ping_loop)
+        if self.freeze_gc:
+            self._unfrozen += 1
+            self.run_beside("gc-freeze", self._freeze_soon)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        self._slots[sub.slot].discard(sub)
+        slot = self._slots[sub.slot]
+        if sub in slot:  # the first call for this stream (it is called from several places)
+            slot.discard(sub)
+            self._closed += 1
+            if self._frozen and self._closed >= self._frozen:
+                self._thaw()
         subs = self._subs.get(sub.user_id)
         if subs is not None:
             subs.pop(sub, None)
@@ -226,12 +256,51 @@ class Broker:
         return pinged
 
     async def _ping_loop(self) -> None:
+        # The slice due is worked out from the clock, not by counting wakes: a tick is short
+        # (0.1 s) and a busy loop wakes late, which would stretch every stream's interval.
+        # A late wake visits the slices it missed, each at most once.
+        loop = asyncio.get_running_loop()
         tick = self.ping_seconds / PING_SLICES
-        index = 0
+        start, visited = loop.time(), 0
         while self._subs:
             await asyncio.sleep(tick)
-            index = (index + 1) % PING_SLICES
-            self.ping_slice(index)
+            due = int((loop.time() - start) / tick)
+            visited = max(visited, due - PING_SLICES + 1)
+            while visited < due:
+                visited += 1
+                self.ping_slice(visited)
+
+    # -- the garbage collector (see the module docstring) ---------------------------------
+    async def _freeze_soon(self) -> None:
+        await asyncio.sleep(FREEZE_AFTER)
+        self.freeze()
+
+    def freeze(self) -> None:
+        """Move every object tracked now (the open streams' among them) to the permanent
+        generation. The young generations are collected first (all of them after a thaw),
+        so fresh garbage is not frozen with the streams."""
+        if not self._unfrozen or self.closed:
+            return
+        gc.collect(2 if self._thawed else 1)
+        gc.freeze()
+        self.freezes += 1
+        self._thawed = False
+        self._unfrozen = 0
+        if not self._frozen:
+            self._closed = 0
+        self._frozen = max(self._frozen, self.subscriber_count)
+
+    def _thaw(self) -> None:
+        """As many streams have closed as were frozen: give everything back to the
+        collector (their reference cycles are in it), then, after one full collection,
+        freeze the streams still open again. That full pass is the one pause this costs,
+        once per turnover of the frozen streams."""
+        gc.unfreeze()
+        self._frozen = self._closed = 0
+        self._thawed = True
+        self._unfrozen = self.subscriber_count
+        if self._unfrozen:
+            self.run_beside("gc-freeze", self._freeze_soon)
 
     # -- helpers and shutdown ------------------------------------------------------------
     def run_beside(self, name: str, factory: Any) -> None:

@@ -12,8 +12,9 @@ Everything a benchmark needs to run the real thing on this machine and report on
 * `MotoProcess`: moto's S3 server in a subprocess, with a bucket; `.env()` gives STORAGE=s3.
 * `signup` / `signup_many`: accounts over HTTP the way a browser makes them (GET /signup for
   the CSRF cookie, POST /signup), each with an uploaded start image.
-* `EventStream` / `open_event_streams`: light raw-socket /events readers (one protocol object
-  and one socket each, no HTTP client), for holding hundreds or thousands of open pages.
+* `EventStream` / `open_event_streams`: the one raw-socket /events reader of every benchmark
+  (one protocol object and one socket each, no HTTP client), for holding up to tens of
+  thousands of open pages, spread over several 127.0.0.x source addresses.
 * /proc readers (`rss_kib`, `hwm_kib`, `cpu_seconds`, `RssSampler`), `pct` / `summary`
   (nearest-rank percentiles), `machine_info()` (cores, memory, CPU model), `table()` and
   `write_results(name, data)` → bench-results/<name>.json with machine and command.
@@ -646,7 +647,10 @@ async def signup_many(base_url: str, n: int, prefix: str = "bench", *, concurren
 # --- /events readers -----------------------------------------------------------------------
 class EventStream(asyncio.Protocol):
     """One open page's /events stream, read with a raw socket: HTTP/1.1 head, chunked body,
-    SSE frames. Counts frames and remembers the last data seen per event name."""
+    SSE frames. The one reader every benchmark uses (sse_memory.py, provider_traffic.py,
+    scripts/soak.py): a protocol object and a socket each, no HTTP client, light enough to
+    hold 10,000 of. Counts frames and events and calls `on_event(stream, name, data, now)`
+    for each event (`now`: time.perf_counter() when its bytes arrived)."""
 
     def __init__(self, request: bytes, on_event=None):
         self.request = request
@@ -657,27 +661,39 @@ class EventStream(asyncio.Protocol):
         self.status = 0
         self.frames = 0
         self.events = 0
+        self.error: str | None = None  # not answered 200, or the connection failed
+        self.closed_here = False  # closed by this side (close())
         loop = asyncio.get_running_loop()
-        self.ready = loop.create_future()  # set when the first event arrives
+        self.ready = loop.create_future()  # perf_counter() when the first event arrived
         self.closed = loop.create_future()
         self.transport: asyncio.Transport | None = None
 
     @staticmethod
-    def request_for(account: Account, host: str = "127.0.0.1", port: int = 80) -> bytes:
+    def request_for(account: Account | str, host: str = "127.0.0.1", port: int = 80) -> bytes:
+        """The GET /events request of an account (or of a Cookie header's value)."""
+        cookie = account if isinstance(account, str) else account.cookie_header
         return (f"GET /events HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                f"Accept: text/event-stream\r\nCookie: {account.cookie_header}\r\n\r\n").encode()
+                f"Accept: text/event-stream\r\nCookie: {cookie}\r\n\r\n").encode()
+
+    @property
+    def ended_by_server(self) -> bool:
+        """The server ended the stream cleanly (cut off as too slow, or shutting down)."""
+        return self.closed.done() and not self.closed_here and self.error is None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         transport.write(self.request)
 
     def connection_lost(self, exc) -> None:
+        if exc is not None and self.error is None and not self.closed_here:
+            self.error = f"{type(exc).__name__}: {exc}"[:200]
         if not self.closed.done():
             self.closed.set_result(exc)
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(f"closed before any event ({exc})"))
 
     def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
         self.raw += data
         if self.head:
             end = self.raw.find(b"\r\n\r\n")
@@ -686,10 +702,12 @@ class EventStream(asyncio.Protocol):
             self.status = int(self.raw[9:12])
             del self.raw[:end + 4]
             self.head = False
-            if self.status != 200 and not self.ready.done():
-                self.ready.set_exception(RuntimeError(f"/events answered HTTP {self.status}"))
+            if self.status != 200:
+                self.error = f"/events answered HTTP {self.status}"
+                if not self.ready.done():
+                    self.ready.set_exception(RuntimeError(self.error))
                 return
-        while True:
+        while True:  # de-chunk whole chunks
             eol = self.raw.find(b"\r\n")
             if eol < 0:
                 break
@@ -701,10 +719,9 @@ class EventStream(asyncio.Protocol):
             del self.raw[:end]
             if size == 0:
                 break
-        text = bytes(self.body).replace(b"\r\n", b"\n")
-        if b"\n\n" not in text:
-            return
-        frames = text.split(b"\n\n")
+        if b"\n\n" not in self.body and b"\r\n\r\n" not in self.body:
+            return  # no frame has ended yet
+        frames = bytes(self.body).replace(b"\r\n", b"\n").split(b"\n\n")
         self.body = bytearray(frames.pop())
         for frame in frames:
             self.frames += 1
@@ -718,30 +735,47 @@ class EventStream(asyncio.Protocol):
                 continue  # a ping comment
             self.events += 1
             if not self.ready.done():
-                self.ready.set_result(time.monotonic())
+                self.ready.set_result(now)
             if self.on_event:
-                self.on_event(self, name, "\n".join(data))
+                self.on_event(self, name, "\n".join(data), now)
 
     def close(self) -> None:
+        self.closed_here = True
         if self.transport and not self.transport.is_closing():
             self.transport.close()
 
 
-async def open_event_streams(account: Account, n: int, port: int, *, batch: int = 100,
-                             on_event=None, timeout: float = 60) -> list[EventStream]:
-    """n open /events streams of one person, each waited on until its snapshot arrived."""
+async def open_event_streams(account: Account | bytes, n: int, port: int, *, batch: int = 100,
+                             on_event=None, timeout: float = 60,
+                             sources: Sequence[str] = ("127.0.0.1",), start: int = 0,
+                             retries: int = 0) -> list[EventStream]:
+    """n open /events streams of one person (an account, or a ready request), each waited
+    on until its snapshot arrived, `batch` at a time. Past ~28,000 connections to one port
+    a single source address runs out of ephemeral ports: `sources` spreads them over
+    several 127.0.0.x addresses (stream i uses sources[(start + i) % len]). A failed open is
+    tried again `retries` times, then raised."""
     loop = asyncio.get_running_loop()
-    request = EventStream.request_for(account, port=port)
+    request = account if isinstance(account, bytes) else EventStream.request_for(account,
+                                                                                 port=port)
+
+    async def one(i: int) -> EventStream:
+        src = sources[(start + i) % len(sources)]
+        for attempt in range(retries + 1):
+            try:
+                _t, stream = await loop.create_connection(
+                    lambda: EventStream(request, on_event), "127.0.0.1", port,
+                    local_addr=(src, 0))
+                await asyncio.wait_for(stream.ready, timeout)
+                return stream
+            except (ConnectionError, OSError, TimeoutError):
+                if attempt == retries:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     streams: list[EventStream] = []
-
-    async def one() -> EventStream:
-        _t, stream = await loop.create_connection(lambda: EventStream(request, on_event),
-                                                  "127.0.0.1", port)
-        await asyncio.wait_for(stream.ready, timeout)
-        return stream
-
     for lo in range(0, n, batch):
-        streams += await asyncio.gather(*(one() for _ in range(lo, min(n, lo + batch))))
+        streams += await asyncio.gather(*(one(i) for i in range(lo, min(n, lo + batch))))
     return streams
 
 

@@ -121,7 +121,9 @@ async def old_design(levels: list[int], jobs: int, poll: float, deadline: float,
     template = next(t for t in json.loads((harness.ROOT / "scripts/templates.json").read_text())
                     if t["slug"] == harness.TEMPLATE)
     endpoint = template["endpoint"]
-    provider = FalProvider(key=os.environ["FAL_KEY"])
+    # The fake fal's env (FakeFal.env()) names the hosts its results are served from.
+    hosts = os.environ.get("ALLOWED_RESULT_HOSTS", "127.0.0.1,localhost").split(",")
+    provider = FalProvider(key=os.environ["FAL_KEY"], allowed_result_hosts=hosts)
     work = Path(tempfile.mkdtemp(prefix="bench-old-"))
     out: dict[str, dict[str, Any]] = {}
     polls = {"count": 0}

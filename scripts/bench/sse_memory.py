@@ -63,6 +63,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import EventStream, open_event_streams  # the benchmarks' one /events reader
+
 ROOT = Path(__file__).resolve().parents[2]
 NOFILE = 20_000
 PASSWORD = "bench-password-1"  # noqa: S105 (a throwaway account on a throwaway database)
@@ -274,7 +276,7 @@ def _litestar_events():
 class Round:
     """One measurement: which frames count, who must see one, and when each did."""
 
-    def __init__(self, match, conns: list[SSEConn]):
+    def __init__(self, match, conns: list[EventStream]):
         self.match = match
         self.waiting = {id(c) for c in conns}
         self.arrivals: list[float] = []
@@ -283,7 +285,7 @@ class Round:
         if not self.waiting:
             self.done.set_result(None)
 
-    def feed(self, conn: SSEConn, name: str, data: str, now: float) -> None:
+    def feed(self, conn: EventStream, name: str, data: str, now: float) -> None:
         if id(conn) in self.waiting and self.match(name, data):
             self.waiting.discard(id(conn))
             self.arrivals.append(now)
@@ -291,77 +293,12 @@ class Round:
                 self.done.set_result(None)
 
 
-class SSEConn(asyncio.Protocol):
-    """A minimal HTTP/1.1 + chunked + SSE reader, light enough to hold 10,000 of."""
+ROUNDS: list[Round] = []  # the measurements under way; every stream's events go to each
 
-    rounds: list[Round] = []
 
-    def __init__(self, request: bytes):
-        self.request = request
-        self.raw = bytearray()
-        self.body = bytearray()
-        self.head = True
-        self.status = 0
-        self.frames = 0
-        self.ready = asyncio.get_running_loop().create_future()  # first credits event
-        self.closed = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        transport.write(self.request)
-
-    def connection_lost(self, exc) -> None:
-        if not self.closed.done():
-            self.closed.set_result(exc)
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(f"closed before the snapshot ({exc})"))
-
-    def data_received(self, data: bytes) -> None:
-        now = time.perf_counter()
-        self.raw += data
-        if self.head:
-            end = self.raw.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            self.status = int(self.raw[9:12])
-            del self.raw[:end + 4]
-            self.head = False
-            if self.status != 200:
-                self.ready.set_exception(RuntimeError(f"HTTP {self.status}"))
-                return
-        while True:  # de-chunk whole chunks
-            eol = self.raw.find(b"\r\n")
-            if eol < 0:
-                break
-            size = int(bytes(self.raw[:eol]).split(b";")[0], 16)
-            end = eol + 2 + size + 2
-            if len(self.raw) < end:
-                break
-            self.body += self.raw[eol + 2:eol + 2 + size]
-            del self.raw[:end]
-            if size == 0:
-                break
-        if b"\n\n" not in self.body and b"\r\n\r\n" not in self.body:
-            return
-        text = bytes(self.body).replace(b"\r\n", b"\n")
-        frames = text.split(b"\n\n")
-        self.body = bytearray(frames.pop())
-        for frame in frames:
-            self.frames += 1
-            name, data = "message", []
-            for line in frame.decode().split("\n"):
-                if line.startswith("event:"):
-                    name = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].removeprefix(" "))
-            if not data:
-                continue  # a comment (ping)
-            body = "\n".join(data)
-            if name == "credits" and not self.ready.done():
-                self.ready.set_result(now)
-            for r in self.rounds:
-                r.feed(self, name, body, now)
+def feed_rounds(conn: EventStream, name: str, data: str, now: float) -> None:
+    for r in ROUNDS:
+        r.feed(conn, name, data, now)
 
 
 @dataclass
@@ -402,35 +339,17 @@ async def signup(base: str, email: str):
 
 
 async def open_connections(n: int, port: int, request: bytes, sources: list[str],
-                           start: int, batch: int = 200) -> list[SSEConn]:
-    loop = asyncio.get_running_loop()
-    conns: list[SSEConn] = []
-
-    async def one(i: int) -> SSEConn:
-        src = sources[(start + i) % len(sources)]
-        for attempt in range(5):
-            try:
-                _t, conn = await loop.create_connection(
-                    lambda: SSEConn(request), "127.0.0.1", port, local_addr=(src, 0))
-                await asyncio.wait_for(conn.ready, 60)
-                return conn
-            except (ConnectionError, OSError, TimeoutError):
-                if attempt == 4:
-                    raise
-                await asyncio.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    for lo in range(0, n, batch):
-        conns += await asyncio.gather(*(one(i) for i in range(lo, min(n, lo + batch))))
-    return conns
+                           start: int, batch: int = 200) -> list[EventStream]:
+    return await open_event_streams(request, n, port, batch=batch, on_event=feed_rounds,
+                                    sources=sources, start=start, retries=4)
 
 
-async def job_round(http, start_key: str, conns: list[SSEConn], timeout: float = 30):
+async def job_round(http, start_key: str, conns: list[EventStream], timeout: float = 30):
     """Submit a job and cancel it. Returns the latencies in ms from sending each request to
     its event arriving on each of `conns`, and the two requests' own round trips."""
     token = "B" + uuid.uuid4().hex[:10]
     submitted = Round(lambda name, data: name == "jobs" and token in data, conns)
-    SSEConn.rounds.append(submitted)
+    ROUNDS.append(submitted)
     try:
         submitted.sent = time.perf_counter()
         r = await http.post("/api/templates/video", json={
@@ -442,10 +361,10 @@ async def job_round(http, start_key: str, conns: list[SSEConn], timeout: float =
         job_id = r.json()["jobId"]
         await asyncio.wait_for(submitted.done, timeout)
     finally:
-        SSEConn.rounds.remove(submitted)
+        ROUNDS.remove(submitted)
     canceled = Round(lambda name, data: name == f"job-{job_id}"
                      and 'data-status="canceled"' in data, conns)
-    SSEConn.rounds.append(canceled)
+    ROUNDS.append(canceled)
     try:
         canceled.sent = time.perf_counter()
         r = await http.post("/api/templates/video/cancel", params={"jobId": job_id})
@@ -454,12 +373,12 @@ async def job_round(http, start_key: str, conns: list[SSEConn], timeout: float =
             raise RuntimeError(f"cancel: {r.status_code} {r.text[:200]}")
         await asyncio.wait_for(canceled.done, timeout)
     finally:
-        SSEConn.rounds.remove(canceled)
+        ROUNDS.remove(canceled)
     return ([(t - submitted.sent) * 1000 for t in submitted.arrivals]
             + [(t - canceled.sent) * 1000 for t in canceled.arrivals], rtt)
 
 
-async def latency(http, start_key: str, conns: list[SSEConn], rounds: int) -> dict[str, Any]:
+async def latency(http, start_key: str, conns: list[EventStream], rounds: int) -> dict[str, Any]:
     """`rounds` submit+cancel rounds: event latency and request round-trip percentiles."""
     lat: list[float] = []
     rtt: list[float] = []
@@ -526,7 +445,7 @@ async def measure(variant: str, n: int, args) -> dict[str, Any]:
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     row: dict[str, Any] = {"variant": variant, "connections": n}
-    conns: list[SSEConn] = []
+    conns: list[EventStream] = []
     try:
         await wait_healthy(base, proc)
         row["server"] = loaded_libraries(proc.pid)
