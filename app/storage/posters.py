@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -38,25 +39,27 @@ def video_key_of(key: str) -> str:
 
 
 async def _frame(ffmpeg: str, video: Path, dest: Path, at: float) -> bool:
-    """Write one frame at `at` seconds as a JPEG; ffmpeg runs as a subprocess (never on the
-    event loop). False when there was no frame there (or the file is no video)."""
-    process = await asyncio.create_subprocess_exec(
-        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-        "-ss", f"{at:.2f}", "-i", str(video), "-frames:v", "1",
-        "-vf", f"scale='min({WIDTH},iw)':-2", "-q:v", "4", "-f", "image2", str(dest),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    """Write one frame at `at` seconds as a JPEG. False when there was no frame there (or
+    the file is no video). ffmpeg is started from a worker thread, never from the event
+    loop: uvloop forks on the loop's thread and runs Python's at-fork handlers in the
+    child, which deadlocked there (a lock held by another thread at the fork) while
+    finishing videos under load; `subprocess` execs from C."""
+    return await asyncio.to_thread(_frame_now, ffmpeg, video, dest, at)
+
+
+def _frame_now(ffmpeg: str, video: Path, dest: Path, at: float) -> bool:
     try:
-        _out, err = await process.communicate()
-    finally:
-        if process.returncode is None:  # cancelled (timeout): leave no ffmpeg behind
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-    if process.returncode != 0 and err and at == 0:  # the last try: say why
-        log.info("poster.ffmpeg_error", detail=err.decode("utf-8", "replace")[-300:])
-    return process.returncode == 0 and await asyncio.to_thread(_nonempty, dest)
+        done = subprocess.run(  # noqa: S603 - a fixed program and arguments, no shell
+            [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+             "-ss", f"{at:.2f}", "-i", str(video), "-frames:v", "1",
+             "-vf", f"scale='min({WIDTH},iw)':-2", "-q:v", "4", "-f", "image2", str(dest)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            timeout=TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:  # run() has killed it
+        return False
+    if done.returncode != 0 and done.stderr and at == 0:  # the last try: say why
+        log.info("poster.ffmpeg_error", detail=done.stderr.decode("utf-8", "replace")[-300:])
+    return done.returncode == 0 and _nonempty(dest)
 
 
 def _nonempty(path: Path) -> bool:
