@@ -320,7 +320,8 @@ async def test_connections_are_kept_for_every_step(fake_fal: FakeFal) -> None:
     try:
         rids = [await p.submit(request()) for _ in range(steps)]
         fake_fal.reset_counts()
-        for _ in range(3):
+        for _ in range(3):  # each answer takes 0.1 s, so the 32 checks overlap
+            fake_fal.delay_next("status", 0.1, n=steps)
             await asyncio.gather(*(p.status(ENDPOINT, rid) for rid in rids))
         peers = {r.peer for r in fake_fal.requests if r.kind == "status"}
         assert fake_fal.count("status") == 3 * steps
