@@ -30,7 +30,8 @@ def make_provider(settings: Settings) -> VideoProvider:
 
         hosts = [h.strip() for h in (settings.allowed_result_hosts or "").split(",") if h.strip()]
         return FalProvider(key=settings.fal_key, allowed_result_hosts=hosts or None,
-                           timeout=settings.fal_timeout)
+                           timeout=settings.fal_timeout,
+                           connections=settings.driver_concurrency)
     if name == "local":
         from app.providers.local import LocalProvider
 

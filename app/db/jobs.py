@@ -5,7 +5,7 @@ allowed; this module only makes them atomic."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from app.db.connection import Database, Thrown, rid
@@ -286,21 +286,33 @@ async def claim_many(
 
 
 async def release(db: Database, job_id: str, owner: str, due_in_s: float | None,
-                  keep_for_s: float | None = None) -> None:
+                  keep_for_s: float | None = None, *, checks: int | None = None,
+                  attempts: int | None = None) -> None:
     """Give the lease back and say when the job is next due. With `keep_for_s`, keep it
-    instead (for that long, renewed while held): the job's render runs in this process."""
+    instead (for that long, renewed while held): the job's render runs in this process.
+    `checks` and `attempts`, when given, are written in the same update: a step that
+    changed nothing else costs this one write."""
     await db.write(
         """
         UPDATE $jid SET
             lease_owner = IF $keep = NONE THEN NONE ELSE lease_owner END,
             lease_until = IF $keep = NONE THEN NONE
                           ELSE time::now() + type::duration($keep) END,
-            due_at = IF $due = NONE THEN due_at ELSE time::now() + type::duration($due) END
+            due_at = IF $due = NONE THEN due_at ELSE time::now() + type::duration($due) END,
+            checks = $checks ?? checks, attempts = $attempts ?? attempts
         WHERE lease_owner = $owner RETURN NONE
         """,  # RETURN NONE: nobody reads the record back (decoding it is most of the cost)
         {"jid": rid("video_job", job_id), "owner": owner, "keep": _ms(keep_for_s),
-         "due": _ms(due_in_s)},
+         "due": _ms(due_in_s), "checks": checks, "attempts": attempts},
     )
+
+
+def released(due_in_s: float) -> dict[str, Any]:
+    """Fields that hand a job's lease back and make it due in `due_in_s`, for a step to
+    merge into its last write (a transition) instead of releasing in a write of its own.
+    The due time is this process's clock, as a new job's is (app/jobs/service.py)."""
+    return {"lease_owner": None, "lease_until": None,
+            "due_at": datetime.now(UTC) + timedelta(seconds=max(0.0, due_in_s))}
 
 
 async def renew(db: Database, job_ids: list[str], owner: str, ttl_s: float) -> list[str]:

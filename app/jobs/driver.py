@@ -105,8 +105,16 @@ class Driver:
         # When jobs this driver released are next due (monotonic seconds, a heap): the loop
         # wakes then instead of at its next tick, so a check is not up to a tick late.
         self._due_soon: list[float] = []
+        self._wake_at = 0.0  # when the loop, now waiting, wakes by itself (monotonic)
         self._backlog = False  # the last claim round filled every free slot
         self._inflight: dict[str, asyncio.Task] = {}
+        # Jobs whose step already handed its lease back in its last write (a transition, or
+        # a release carrying the step's counters): the step's end writes nothing more.
+        self._released: set[str] = set()
+        # Steps that are saving a finished video: they wait on downloads, uploads and
+        # posters for seconds, so they do not hold the slots status checks need (up to
+        # `concurrency` of them; a crash can leave many jobs finalizing at once).
+        self._finalizing: set[str] = set()
         # Finalizing jobs download a few at a time, so that the first stored ones upload
         # while the next download (both streams overlap instead of all downloads first).
         self._downloads = asyncio.Semaphore(FINALIZE_DOWNLOADS)
@@ -195,8 +203,10 @@ class Driver:
                 await self._claim_due()
             except Exception:
                 log.exception("driver.claim_failed")
+            timeout = self._next_timeout()
+            self._wake_at = time.monotonic() + timeout
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._next_timeout())
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
 
     def _next_timeout(self) -> float:
         """Until the next tick, or until the earliest job this driver knows to be due (at
@@ -210,21 +220,26 @@ class Driver:
 
     def _step_done(self, job_id: str) -> None:
         self._inflight.pop(job_id, None)
+        self._finalizing.discard(job_id)
         if self._backlog:  # more was due than there were slots: claim again now
             self._wake.set()
 
+    def _busy(self) -> int:
+        """Slots taken: steps in flight, less those saving a video (at most `concurrency`)."""
+        return len(self._inflight) - min(len(self._finalizing), self.concurrency)
+
     async def _claim_due(self) -> None:
-        free = self.concurrency - len(self._inflight)
+        free = self.concurrency - self._busy()
         if free <= 0:
             return
         limit = free + len(self._inflight)
         due = await jobs_db.due(self.db, ACTIVE_VALUES, limit, self.id, self.per_person)
         self._backlog = len(due) >= limit
         candidates = [job_id for job_id in due if job_id not in self._inflight]
-        while candidates and len(self._inflight) < self.concurrency:
+        while candidates and self._busy() < self.concurrency:
             # Claim as many as there are free slots in one statement; jobs another driver
             # was first to are not returned, so try the next candidates for their slots.
-            batch = candidates[: self.concurrency - len(self._inflight)]
+            batch = candidates[: self.concurrency - self._busy()]
             del candidates[: len(batch)]
             for job in await jobs_db.claim_many(
                 self.db, batch, self.id, self.lease_seconds, ACTIVE_VALUES
@@ -251,8 +266,8 @@ class Driver:
             else:
                 log.warning("job.transient_error", job_status=job["status"], attempt=attempts,
                             **error_fields(exc))
-                await jobs_db.update(self.db, job_id, {"attempts": attempts}, self.id)
                 next_in = schedule.retry_after(attempts)
+                await self._release(job_id, next_in, attempts=attempts)
         except ProviderError as exc:
             log.warning("job.provider_error", job_status=job["status"], **error_fields(exc))
             await self._fail(job, str(exc) or "The video provider reported an error")
@@ -261,13 +276,32 @@ class Driver:
                           **error_fields(exc))
             await self._fail(job, f"Internal error: {type(exc).__name__}")
         finally:
-            keep = self.lease_seconds if job_id in self._rendering else None
-            if not self._stopping or next_in is not None:
+            if job_id in self._released:
+                self._released.discard(job_id)
+            elif not self._stopping or next_in is not None:
                 with contextlib.suppress(Exception):
-                    await jobs_db.release(self.db, job_id, self.id, next_in,
-                                          None if self._stopping else keep)
-                    if next_in is not None:
-                        heapq.heappush(self._due_soon, time.monotonic() + next_in)
+                    await self._release(job_id, next_in)
+                    self._released.discard(job_id)
+            if next_in is not None:
+                due = time.monotonic() + next_in
+                heapq.heappush(self._due_soon, due)
+                if due < self._wake_at:  # the loop sleeps past it: let it sleep less
+                    self._wake.set()
+
+    async def _release(self, job_id: str, next_in: float | None, **counters: int) -> None:
+        """Hand the lease back (a render running here keeps it, unless stopping), the job due
+        again in `next_in`; `counters` (checks, attempts) ride in the same write."""
+        keep = (self.lease_seconds if job_id in self._rendering and not self._stopping
+                else None)
+        await jobs_db.release(self.db, job_id, self.id, next_in, keep, **counters)
+        self._released.add(job_id)
+
+    def _released_in(self, job_id: str, next_in: float) -> dict[str, Any]:
+        """Fields that fold the lease's release into a step's last transition (one write
+        instead of two); none for a render running here, whose lease this driver keeps."""
+        if job_id in self._rendering:
+            return {}
+        return jobs_db.released(next_in)
 
     # -- one step of one job ---------------------------------------------------------
     async def _advance(self, job: dict[str, Any]) -> float | None:
@@ -304,15 +338,19 @@ class Driver:
         if self.runs_here:
             self._rendering[_id(job)] = (job["endpoint"], request_id)
         crashpoint("after_submit")
+        next_in = schedule.next_check(0, bool(self.webhook_url), self._interval)
         moved = await self.service.move(
             _id(job), Status.QUEUED, lease=self.id, reason="submitted to provider",
             fields={"provider_request_id": request_id, "webhook": bool(self.webhook_url),
-                    "started_at": datetime.now(UTC), "checks": 0, "attempts": 0},
+                    "started_at": datetime.now(UTC), "checks": 0, "attempts": 0,
+                    **self._released_in(_id(job), next_in)},
         )
         if moved is None:  # canceled while we were submitting: stop it at the provider too
             self._spawn(self._cancel_at_provider({**job, "provider_request_id": request_id}))
             return None
-        return schedule.next_check(0, bool(self.webhook_url), self._interval)
+        if moved.get("lease_owner") is None:
+            self._released.add(_id(job))
+        return next_in
 
     async def _render_again(self, job: dict[str, Any]) -> None:
         """The render ran in a process that stopped or died: render it here, under the same
@@ -345,16 +383,22 @@ class Driver:
                 last_log = st.logs[-1][:300] if st.logs else job.get("last_log")
                 changed = (to != job["status"] or st.queue_position != job.get("queue_position")
                            or last_log != job.get("last_log"))
-                fields = {"checks": checks, "attempts": 0, "queue_position": st.queue_position,
-                          "last_log": last_log}
-                if changed:
-                    await self.service.move(job_id, to, lease=self.id, fields=fields)
-                else:
-                    await jobs_db.update(self.db, job_id, {"checks": checks}, self.id)
                 # Counted from when fal was asked, so checks are one interval apart however
                 # long this step took (the lease is released with what is left of it).
-                return (schedule.next_check(checks, job["webhook"], self._interval)
-                        - (time.monotonic() - asked))
+                next_in = (schedule.next_check(checks, job["webhook"], self._interval)
+                           - (time.monotonic() - asked))
+                # One write either way: the transition hands the lease back, or (nothing
+                # seen changed) the release carries the check's count.
+                if changed:
+                    fields = {"checks": checks, "attempts": 0,
+                              "queue_position": st.queue_position, "last_log": last_log,
+                              **self._released_in(job_id, next_in)}
+                    moved = await self.service.move(job_id, to, lease=self.id, fields=fields)
+                    if moved is not None and moved.get("lease_owner") is None:
+                        self._released.add(job_id)
+                else:
+                    await self._release(job_id, next_in, checks=checks, attempts=0)
+                return next_in
         job = await self.service.move(
             job_id, Status.FINALIZING, lease=self.id, reason="provider finished",
             fields={"queue_position": None, "attempts": 0},
@@ -368,6 +412,10 @@ class Driver:
         transaction guarded by the job's state: repeats find the key stored and the
         transaction refused, so there is one file, one library item, one charge."""
         job_id, owner_id = _id(job), str(job["owner"].id)
+        if job_id in self._inflight:  # its slot goes to the status checks
+            self._finalizing.add(job_id)
+            if self._backlog:
+                self._wake.set()
         key = video_key(owner_id, job_id)
         started = time.monotonic()
         size = await self.storage.size(key)
@@ -408,6 +456,7 @@ class Driver:
         )
         crashpoint("after_charge")
         if done is not None:
+            self._released.add(job_id)  # a final move clears the lease
             seconds = time.monotonic() - started
             labels = (job.get("template") or "unknown", self.provider_name)
             self.metrics.finalize_duration.labels(*labels).observe(seconds)
@@ -438,8 +487,9 @@ class Driver:
 
     async def _fail(self, job: dict[str, Any], message: str) -> None:
         self._rendering.pop(_id(job), None)
-        await self.service.move(_id(job), Status.FAILED, reason=message,
-                                fields={"error": message[:500]})
+        if await self.service.move(_id(job), Status.FAILED, reason=message,
+                                   fields={"error": message[:500]}) is not None:
+            self._released.add(_id(job))  # a final move clears the lease
 
     async def _cancel_at_provider(self, job: dict[str, Any]) -> None:
         if not job.get("provider_request_id"):

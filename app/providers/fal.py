@@ -15,6 +15,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import anyio
 import fal_client
 import fal_client.client
 import httpx
+from asyncstdlib import cached_property as async_cached_property
 
 from app.providers.base import (
     FetchedResult,
@@ -112,6 +114,38 @@ async def _calling(what: str, timeout: float) -> AsyncIterator[None]:
         raise _error(what, exc) from exc
 
 
+class _PooledTransport(fal_client.client.AsyncBackupDomainTransport):
+    """fal_client's transport (a retry on fal's backup domain when connecting fails), over
+    an httpx client with our pool limits: its own is built with httpx's defaults, which keep
+    at most 20 idle connections, so with more steps than that in flight connections were
+    closed and opened again (a TLS handshake per status check, docs/BENCHMARKS.md §5)."""
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        super().__init__()
+        # The same client fal_client builds (environment proxies honoured), plus `limits`.
+        self._client = httpx.AsyncClient(limits=limits, follow_redirects=False)
+
+
+@dataclass(unsafe_hash=True)
+class _PooledAsyncClient(fal_client.AsyncClient):
+    """fal_client.AsyncClient whose connection pool keeps `connections` idle connections
+    alive: one per driver step, so status checks reuse connections instead of reconnecting."""
+
+    connections: int = 64
+
+    @async_cached_property(asyncio.Lock)
+    async def _client(self) -> httpx.AsyncClient:  # fal_client's, with the pool's limits
+        auth = await self._auth
+        limits = httpx.Limits(max_keepalive_connections=self.connections,
+                              max_connections=max(100, self.connections))
+        return httpx.AsyncClient(
+            transport=_PooledTransport(limits),
+            headers={"Authorization": auth.header_value,
+                     "User-Agent": fal_client.client.USER_AGENT},
+            timeout=self.default_timeout,
+        )
+
+
 class FalProvider:
     name = "fal"
 
@@ -123,14 +157,17 @@ class FalProvider:
         *,
         allow_insecure_results: bool = False,
         download_timeout: float = 600.0,
+        connections: int = 64,
     ) -> None:
+        """`connections`: idle connections to fal kept open, one per driver step
+        (DRIVER_CONCURRENCY)."""
         fal_client.client.QUEUE_URL_FORMAT = _queue_url_from_env()
         self.timeout = timeout
         self.download_timeout = download_timeout
         self._allowed_hosts = [h.strip().lower().rstrip(".")
                                for h in allowed_result_hosts or FAL_MEDIA_HOSTS if h.strip()]
         self._allow_insecure = allow_insecure_results
-        self._fal = fal_client.AsyncClient(key=key, default_timeout=timeout)
+        self._fal = _PooledAsyncClient(key=key, default_timeout=timeout, connections=connections)
         self._fal_http: httpx.AsyncClient | None = None  # fal_client's own, created lazily
         # httpx runs request hooks before every request it sends, each redirect hop
         # included: a redirect is followed only to a URL that passes the same check.

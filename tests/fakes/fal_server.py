@@ -42,7 +42,7 @@ optionally only for one request id; `status` and `delay` combine:
     fake.reset()      forget faults, next_jobs, defaults, sink, webhooks, counts, jwks_padded
 
 Counting: every request is recorded as RequestRecord(method, path, kind, request_id,
-status_code, at).
+status_code, at, peer); `peer` (the client's address:port) tells connections apart.
     fake.requests; fake.count(kind=None, request_id=None)
     fake.counts_by_job() -> {request_id: Counter({"submit": 1, "status": 4, "result": 1, ...})}
     fake.reset_counts()
@@ -216,6 +216,7 @@ class RequestRecord:
     request_id: str | None
     status_code: int | None = None
     at: float = field(default_factory=time.time)
+    peer: str | None = None  # the client's address:port, one per connection
 
 
 @dataclass(frozen=True)
@@ -582,7 +583,8 @@ class FakeFal:
         )
 
     async def _serve(self, kind: str, request: Request, request_id: str | None, handler):
-        record = RequestRecord(request.method, request.url.path, kind, request_id)
+        peer = f"{request.client.host}:{request.client.port}" if request.client else None
+        record = RequestRecord(request.method, request.url.path, kind, request_id, peer=peer)
         self.requests.append(record)
         fault = self._take_fault(kind, request_id)
         if fault is not None and fault.delay:

@@ -307,6 +307,29 @@ async def test_download_hosts_are_limited(fake_fal: FakeFal, tmp_path: Path) -> 
         await insecure.aclose()
 
 
+# ------------------------------------------------------------------ connections
+
+
+async def test_connections_are_kept_for_every_step(fake_fal: FakeFal) -> None:
+    """As many status checks at once as the driver runs steps, round after round, over the
+    same connections: no reconnect (a TLS handshake) per check once the pool is warm.
+    httpx's default pool keeps only 20 idle connections and closes the rest."""
+    steps = 32
+    fake_fal.next_jobs(steps, queue_time=30)
+    p = FalProvider(timeout=5.0, connections=steps)
+    try:
+        rids = [await p.submit(request()) for _ in range(steps)]
+        fake_fal.reset_counts()
+        for _ in range(3):  # each answer takes 0.1 s, so the 32 checks overlap
+            fake_fal.delay_next("status", 0.1, n=steps)
+            await asyncio.gather(*(p.status(ENDPOINT, rid) for rid in rids))
+        peers = {r.peer for r in fake_fal.requests if r.kind == "status"}
+        assert fake_fal.count("status") == 3 * steps
+        assert len(peers) <= steps, len(peers)
+    finally:
+        await p.aclose()
+
+
 # ------------------------------------------------------------------ cancel
 
 
