@@ -29,6 +29,7 @@ import io
 import logging
 import math
 import re
+import subprocess
 import time
 import unicodedata
 import urllib.parse
@@ -381,22 +382,15 @@ class LocalProvider:
             str(self._path(render.id, ".part")),
         ]
         render.logs.append("Rendering 0%")
-        process = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        stderr_task = asyncio.create_task(_read_tail(process.stderr))
+        process, stdout, stderr_pipe = await _spawn(args)
+        stderr_task = asyncio.create_task(_read_tail(stderr_pipe))
         try:
-            await self._follow_progress(render, process.stdout, frames)
-            returncode = await process.wait()
+            await self._follow_progress(render, stdout, frames)
+            returncode = await asyncio.to_thread(process.wait)
             stderr = await stderr_task
         finally:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+            if process.poll() is None:
+                _kill(process)
             if not stderr_task.done():
                 stderr_task.cancel()
                 await asyncio.wait([stderr_task])
@@ -609,6 +603,43 @@ def _copy_capped(source: Path, dest: Path, max_bytes: int) -> int:
         dest.unlink(missing_ok=True)
         raise
     return copied
+
+
+async def _spawn(args: list[str]) -> tuple[subprocess.Popen, asyncio.StreamReader,
+                                           asyncio.StreamReader]:
+    """Start `args`, its stdout and stderr read on the event loop. It is started from a
+    worker thread, not by the loop: uvloop forks on the loop's thread and runs Python's
+    at-fork handlers in the child, which can deadlock there on a lock another thread held
+    at the fork (seen with the poster's ffmpeg while videos were finishing under load);
+    `subprocess` execs from C. A cancel while it starts still ends the process."""
+    started = asyncio.ensure_future(asyncio.to_thread(
+        subprocess.Popen, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE))
+    try:
+        process = await asyncio.shield(started)
+    except asyncio.CancelledError:  # the thread still starts it: end it before giving up
+        with contextlib.suppress(Exception):
+            _kill(await started)
+        raise
+    try:
+        loop = asyncio.get_running_loop()
+        readers = []
+        for pipe in (process.stdout, process.stderr):
+            reader = asyncio.StreamReader()
+            await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r), pipe)
+            readers.append(reader)
+    except BaseException:
+        _kill(process)
+        raise
+    return process, readers[0], readers[1]
+
+
+def _kill(process: subprocess.Popen) -> None:
+    """End a render's ffmpeg now (SIGKILL, then reaped: it exits at once)."""
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
 
 
 async def _read_tail(stream: asyncio.StreamReader | None, keep: int = 4096) -> bytes:
