@@ -176,8 +176,7 @@ async def card_items(request: Request, uid: str, *, limit: int, statuses: list[s
                                   singles=batches) if jobs else []
     found = await batches_db.list_for(db, uid, limit + 1, before=before) if batches else []
     items = [{"job": j, "at": j["created_at"]} for j in rows]
-    items += [{"batch": b, "at": b["at"]} for b in
-              [{**v, "at": v["created_at"]} for v in await batch_views(request, found)]]
+    items += [{"batch": v, "at": v["created_at"]} for v in await batch_views(request, found)]
     items.sort(key=lambda i: i["at"], reverse=True)
     more, items = len(items) > limit, items[:limit]
     shown = [i["job"] for i in items if "job" in i]
