@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import UploadFile
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, Parameter
+from litestar.params import FromQuery, HeaderParameter, MultipartBody, QueryParameter
 
 from app.db import jobs as jobs_db
 from app.db import library as library_db
@@ -24,91 +24,99 @@ from app.jobs.service import (
 )
 from app.jobs.states import FINAL, Status, public_status
 from app.storage.posters import poster_key
-from app.web.auth import require_user, services_of, user_id_of
-from app.web.responses import error, is_htmx, over_quota
-from app.web.schemas import (
+from app.web.answers import (
     BAD_REQUEST,
-    IDEMPOTENCY_KEY_SCHEMA,
-    JOB_FILTER_SCHEMA,
-    JOB_ID_SCHEMA,
     NOT_FOUND,
     NOT_SIGNED_IN,
-    SUBMIT_BODY,
     TOO_LARGE,
-    UPLOAD_BODY,
+    ActiveStatus,
     AlreadyFinished,
     AlreadyRendered,
     Deleted,
+    EndedStatus,
     InsufficientCredits,
+    JobActive,
+    JobCompleted,
+    JobEnded,
     JobList,
+    JobOut,
     JobStatus,
     LibraryItem,
     Me,
+    PublicStatus,
     SubmitAccepted,
     TemplateOut,
+    TemplateVariable,
     TooManyActiveJobs,
     Uploaded,
     err,
-    ok,
+)
+from app.web.auth import require_user, services_of, user_id_of
+from app.web.request_docs import (
+    IDEMPOTENCY_KEY_SCHEMA,
+    JOB_FILTER_SCHEMA,
+    JOB_ID_SCHEMA,
+    SUBMIT_BODY,
+    UPLOAD_BODY,
     operation_with_body,
 )
+from app.web.responses import error, html, is_htmx, over_quota
 from app.web.uploads import MAX_UPLOAD_BYTES, UploadRejected, check_image
 
 REFUSED_HEADER = "X-Refused-Status"  # see refused_form()
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # what IDEMPOTENCY_KEY_SCHEMA documents
 # jobId on status and cancel: checked by the handlers, so that a missing one is answered in
 # the API's own error shape (naming the field), not the framework's.
-JobIdParam = Annotated[str | None, Parameter(query="jobId", required=True,
-                                             schema_extra=JOB_ID_SCHEMA)]
+JobIdParam = Annotated[str | None, QueryParameter(name="jobId", required=True,
+                                                  schema_extra=JOB_ID_SCHEMA)]
 STATUS_FILTERS = {
     "active": sorted(s.value for s in Status if s not in FINAL),
     "completed": ["completed"], "failed": ["failed"], "canceled": ["canceled"],
 }
 
 
-def template_json(t: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "slug": t["slug"], "name": t["name"], "description": t["description"],
-        "credits": t["credits"],
-        "variables": [variable_json(v) for v in t.get("variables", [])],
-    }
+def template_json(t: dict[str, Any]) -> TemplateOut:
+    return TemplateOut(
+        slug=t["slug"], name=t["name"], description=t["description"], credits=t["credits"],
+        variables=[variable_json(v) for v in t.get("variables", [])],
+    )
 
 
-def variable_json(v: dict[str, Any]) -> dict[str, Any]:
-    out = {"name": v["name"], "label": v.get("label", v["name"]),
-           "required": bool(v.get("required")), "maxLength": v.get("maxLength")}
-    if v.get("default"):  # only a real one ("" is no default; DESIGN: "default"?)
-        out["default"] = v["default"]
-    return out
+def variable_json(v: dict[str, Any]) -> TemplateVariable:
+    return TemplateVariable(
+        name=v["name"], label=v.get("label", v["name"]), required=bool(v.get("required")),
+        max_length=v.get("maxLength"),
+        default=v.get("default") or None,  # "" is no default (DESIGN: "default"?)
+    )
 
 
-async def library_json(request: Request, item: dict[str, Any]) -> dict[str, Any]:
-    return {"key": item["key"], "kind": item["kind"],
-            "url": await services_of(request).storage.url(item["key"]),
-            "createdAt": item["created_at"].isoformat()}
+async def library_json(request: Request[Any, Any, Any], item: dict[str, Any]) -> LibraryItem:
+    return LibraryItem(key=item["key"], kind=item["kind"],
+                       url=await services_of(request).storage.url(item["key"]),
+                       created_at=item["created_at"].isoformat())
 
 
-async def job_status_json(request: Request, job: dict[str, Any]) -> dict[str, Any]:
+async def job_status_json(request: Request[Any, Any, Any], job: dict[str, Any]) -> JobStatus:
     status = public_status(job["status"])
     if status == Status.COMPLETED:
-        return {"status": status, "url": await services_of(request).storage.url(job["result_key"]),
-                "key": job["result_key"], "credits": job["credits"]}
+        return JobCompleted(status="completed",
+                            url=await services_of(request).storage.url(job["result_key"]),
+                            key=job["result_key"], credits=job["credits"])
     if status in (Status.FAILED, Status.CANCELED):
-        return {"status": status, "error": job.get("error") or status}
-    body: dict[str, Any] = {"status": status, "message": status_message(job)}
-    if job.get("queue_position") is not None:
-        body["queuePosition"] = job["queue_position"]
+        return JobEnded(status=cast(EndedStatus, status), error=job.get("error") or status)
+    body = JobActive(status=cast(ActiveStatus, status), message=status_message(job),
+                     queue_position=job.get("queue_position"))
     # What the card shows, when it is known: from the provider's progress or past jobs'
     # run times (the template's rough figure is no measurement, so it is left out).
     fragments = services_of(request).fragments
     await fragments.durations.prime(services_of(request).db, [job])
     view = fragments.job_view(job)
     if view["progress_source"] != "template" and job["status"] != Status.FINALIZING:
-        body["progress"] = round(view["progress"] / 100, 2)
+        body.progress = round(view["progress"] / 100, 2)
     elif job["status"] == Status.FINALIZING:
-        body["progress"] = 1.0  # rendered; only saving is left
+        body.progress = 1.0  # rendered; only saving is left
     if view["eta"] is not None and job["status"] != Status.FINALIZING:
-        body["etaSeconds"] = round(view["eta"])
+        body.eta_seconds = round(view["eta"])
     return body
 
 
@@ -124,53 +132,51 @@ def status_message(job: dict[str, Any]) -> str:
     return job.get("last_log") or "Generating video…"
 
 
-def job_json(job: dict[str, Any]) -> dict[str, Any]:
+def job_json(job: dict[str, Any]) -> JobOut:
     charged = job["status"] == Status.COMPLETED
-    return {
-        "jobId": str(job["id"].id), "status": public_status(job["status"]),
-        "template": job["template"], "startKey": job["start_key"],
-        "variables": job.get("variables") or {},
+    return JobOut(
+        job_id=str(job["id"].id), status=cast(PublicStatus, public_status(job["status"])),
+        template=job["template"], start_key=job["start_key"],
+        variables=job.get("variables") or {},
         # Credits are charged only when a video is delivered: a failed or canceled job (or
         # one still running) has been charged nothing. `price` is what it costs on success.
-        "credits": job["credits"] if charged else 0, "charged": charged,
-        "price": job["credits"],
-        "createdAt": job["created_at"].isoformat(),
-        "finishedAt": job["finished_at"].isoformat() if job.get("finished_at") else None,
-        "key": job.get("result_key"), "error": job.get("error"),
-    }
+        credits=job["credits"] if charged else 0, charged=charged, price=job["credits"],
+        created_at=job["created_at"].isoformat(),
+        finished_at=job["finished_at"].isoformat() if job.get("finished_at") else None,
+        key=job.get("result_key"), error=job.get("error"),
+    )
 
 
 class ApiController(Controller):
     path = "/api"
 
-    @get("/me", responses={200: ok(Me, "The signed-in person"),
-                           401: NOT_SIGNED_IN})
-    async def me(self, request: Request) -> dict[str, Any]:
+    @get("/me", response_description="The signed-in person", responses={401: NOT_SIGNED_IN})
+    async def me(self, request: Request[Any, Any, Any]) -> Me:
         user = await require_user(request)
-        return {"email": user["email"], "credits": user["balance"],
-                "available": users_db.available(user)}
+        return Me(email=user["email"], credits=user["balance"],
+                  available=users_db.available(user))
 
-    @get("/templates", responses={200: ok(list[TemplateOut], "The template catalogue")})
-    async def templates(self, request: Request) -> list[dict[str, Any]]:
+    @get("/templates", response_description="The template catalogue")
+    async def templates(self, request: Request[Any, Any, Any]) -> list[TemplateOut]:
         return [template_json(t) for t in await templates_db.list_active(services_of(request).db)]
 
-    @get("/library", responses={200: ok(list[LibraryItem], "The caller's library, newest first"),
-                                401: NOT_SIGNED_IN})
-    async def library(self, request: Request) -> list[dict[str, Any]]:
+    @get("/library", response_description="The caller's library, newest first",
+         responses={401: NOT_SIGNED_IN})
+    async def library(self, request: Request[Any, Any, Any]) -> list[LibraryItem]:
         user = await require_user(request)
         items = await library_db.list_for(services_of(request).db, user_id_of(user))
         return [await library_json(request, i) for i in items]
 
     @post("/library", request_max_body_size=MAX_UPLOAD_BYTES + 1024 * 1024,
           operation_class=operation_with_body("multipart/form-data", UPLOAD_BODY),
-          responses={201: ok(Uploaded, "Stored in the library"),
-                     400: BAD_REQUEST, 401: NOT_SIGNED_IN,
+          response_description="Stored in the library",
+          responses={400: BAD_REQUEST, 401: NOT_SIGNED_IN,
                      413: err("Over the size limit, or past the person's storage quota "
                               "(`storage_quota_exceeded` with `used`, `quota`, `size`)")})
     async def upload(
-        self, request: Request,
-        data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
-    ) -> Response:
+        self, request: Request[Any, Any, Any],
+        data: MultipartBody[dict[str, Any]],
+    ) -> Response[Uploaded]:
         user = await require_user(request)
         services = services_of(request)
         # The form as a dict: an UploadFile parameter would take the first file of any field.
@@ -201,16 +207,15 @@ class ApiController(Controller):
             await services.storage.delete(key)
             return _upload_refused(request, over_quota(
                 await library_db.used_bytes(services.db, uid), len(content), quota))
-        body = await library_json(request, item)
+        url = await services.storage.url(item["key"])
         if is_htmx(request):
-            html = services.fragments.library_tile(item, body["url"])
-            return Response(html, status_code=201, media_type="text/html")
-        return Response({k: body[k] for k in ("key", "kind", "url")}, status_code=201)
+            return html(services.fragments.library_tile(item, url), status_code=201)
+        return Response(Uploaded(key=item["key"], kind=item["kind"], url=url), status_code=201)
 
-    @delete("/library", status_code=200,
-            responses={200: ok(Deleted, "Deleted"), 400: BAD_REQUEST,
-                       401: NOT_SIGNED_IN, 404: NOT_FOUND})
-    async def delete_item(self, request: Request, key: str) -> Response:
+    @delete("/library", status_code=200, response_description="Deleted",
+            responses={400: BAD_REQUEST, 401: NOT_SIGNED_IN, 404: NOT_FOUND})
+    async def delete_item(self, request: Request[Any, Any, Any],
+                          key: FromQuery[str]) -> Response[Deleted]:
         user = await require_user(request)
         services = services_of(request)
         uid = user_id_of(user)
@@ -224,27 +229,27 @@ class ApiController(Controller):
         if services.notifier:  # the person's other tabs drop the tile too
             services.notifier.publish_library_removed(uid, key)
         if is_htmx(request):
-            return Response("", status_code=200, media_type="text/html")
-        return Response({"deleted": key})
+            return html("")
+        return Response(Deleted(deleted=key))
 
     @post("/templates/video", status_code=202,
           operation_class=operation_with_body("application/json", SUBMIT_BODY),
-          responses={202: ok(SubmitAccepted, "Recorded; credits reserved"),
-                     400: BAD_REQUEST, 401: NOT_SIGNED_IN,
+          response_description="Recorded; credits reserved",
+          responses={400: BAD_REQUEST, 401: NOT_SIGNED_IN,
                      402: err("Not enough credits available", InsufficientCredits),
                      404: err("Unknown template, or the start image is not the caller's"),
                      413: TOO_LARGE,
                      422: err(f"The {IDEMPOTENCY_HEADER} was already used with another body"),
                      429: err("Too many active jobs", TooManyActiveJobs)})
     async def submit(
-        self, request: Request,
-        idempotency_key: Annotated[str | None, Parameter(
-            header=IDEMPOTENCY_HEADER, required=False, schema_extra=IDEMPOTENCY_KEY_SCHEMA,
+        self, request: Request[Any, Any, Any],
+        idempotency_key: Annotated[str | None, HeaderParameter(
+            name=IDEMPOTENCY_HEADER, required=False, schema_extra=IDEMPOTENCY_KEY_SCHEMA,
             description="Any unique value (e.g. a UUID) per submission: the same key from "
                         "the same person within 24 h returns the first answer and creates "
                         "nothing; with a different body it is refused with 422.",
         )] = None,
-    ) -> Response:
+    ) -> Response[SubmitAccepted]:
         user = await require_user(request)
         services = services_of(request)
         if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
@@ -266,26 +271,28 @@ class ApiController(Controller):
                 from app.web.pages import generate_success_response
 
                 return await generate_success_response(request, user, payload, first)
-            return Response(replay.body, status_code=replay.status)
+            return Response(_accepted(replay.body), status_code=replay.status)
         except JobRequestError as exc:
             if is_htmx(request) and exc.body.get("field") != IDEMPOTENCY_HEADER:
                 from app.web.pages import generate_error_response
 
                 return refused_form(await generate_error_response(request, user, payload, exc),
                                     exc.status)
-            return Response(exc.body, status_code=exc.status)
+            return _refused(exc)
         if is_htmx(request):
             from app.web.pages import generate_success_response
 
             return await generate_success_response(request, user, payload, job)
-        return Response(accepted_body(str(job["id"].id), job["credits"]), status_code=202)
+        return Response(_accepted(accepted_body(str(job["id"].id), job["credits"])),
+                        status_code=202)
 
     @get("/templates/video/status",
-         responses={200: ok(JobStatus, "The job's public status; while active, `progress` "
-                               "(0–1) and `etaSeconds` when known (the provider's progress, "
-                               "or recent run times of the template)"),
-                    400: BAD_REQUEST, 401: NOT_SIGNED_IN, 404: NOT_FOUND})
-    async def status(self, request: Request, job_id: JobIdParam = None) -> Response:
+         response_description="The job's public status; while active, `progress` (0–1) and "
+                              "`etaSeconds` when known (the provider's progress, or recent "
+                              "run times of the template)",
+         responses={400: BAD_REQUEST, 401: NOT_SIGNED_IN, 404: NOT_FOUND})
+    async def status(self, request: Request[Any, Any, Any],
+                     job_id: JobIdParam = None) -> Response[JobStatus]:
         user = await require_user(request)
         if job_id is None:
             return _missing_job_id()
@@ -294,13 +301,13 @@ class ApiController(Controller):
             return error(404, "not_found", "No such job", field="jobId")
         return Response(await job_status_json(request, job))
 
-    @post("/templates/video/cancel", status_code=200,
-          responses={200: ok(JobStatus, "The job, now canceled"),
-                     400: BAD_REQUEST, 401: NOT_SIGNED_IN, 404: NOT_FOUND,
+    @post("/templates/video/cancel", status_code=200, response_description="The job, now canceled",
+          responses={400: BAD_REQUEST, 401: NOT_SIGNED_IN, 404: NOT_FOUND,
                      409: err("The job had already finished, or its video had already been "
                               "rendered (it completes and is charged)",
                               AlreadyFinished | AlreadyRendered)})
-    async def cancel(self, request: Request, job_id: JobIdParam = None) -> Response:
+    async def cancel(self, request: Request[Any, Any, Any],
+                     job_id: JobIdParam = None) -> Response[JobStatus]:
         user = await require_user(request)
         if job_id is None:
             return _missing_job_id()
@@ -308,19 +315,19 @@ class ApiController(Controller):
         try:
             job = await services.jobs.cancel(user_id_of(user), _safe_id(job_id))
         except JobRequestError as exc:
-            return Response(exc.body, status_code=exc.status)
+            return _refused(exc)
         if is_htmx(request):
-            return Response(services.fragments.job_card(job), media_type="text/html")
+            return html(services.fragments.job_card(job))
         return Response(await job_status_json(request, job))
 
-    @get("/jobs", responses={200: ok(JobList, "The caller's jobs"),
-                             400: BAD_REQUEST, 401: NOT_SIGNED_IN})
+    @get("/jobs", response_description="The caller's jobs",
+         responses={400: BAD_REQUEST, 401: NOT_SIGNED_IN})
     async def jobs(
-        self, request: Request,
-        status: Annotated[str | None, Parameter(schema_extra=JOB_FILTER_SCHEMA)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        offset: Annotated[int, Parameter(ge=0, le=100_000)] = 0,
-    ) -> Response:
+        self, request: Request[Any, Any, Any],
+        status: Annotated[str | None, QueryParameter(schema_extra=JOB_FILTER_SCHEMA)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0,
+    ) -> Response[JobList]:
         user = await require_user(request)
         if status is not None and status not in STATUS_FILTERS:
             return error(400, "invalid", f"status must be one of {', '.join(STATUS_FILTERS)}",
@@ -329,8 +336,8 @@ class ApiController(Controller):
             services_of(request).db, user_id_of(user),
             STATUS_FILTERS[status] if status else None, limit=limit + 1, offset=offset,
         )
-        return Response({"jobs": [job_json(j) for j in rows[:limit]],
-                         "nextOffset": offset + limit if len(rows) > limit else None})
+        return Response(JobList(jobs=[job_json(j) for j in rows[:limit]],
+                                next_offset=offset + limit if len(rows) > limit else None))
 
 
 def refused_form(response: Response, status: int) -> Response:
@@ -347,11 +354,21 @@ def refused_form(response: Response, status: int) -> Response:
     return response
 
 
-def _upload_refused(request: Request, response: Response) -> Response:
+def _upload_refused(request: Request[Any, Any, Any], response: Response[Any]) -> Response[Any]:
     return refused_form(response, response.status_code) if is_htmx(request) else response
 
 
-def _missing_job_id() -> Response:
+def _accepted(body: dict[str, Any]) -> SubmitAccepted:
+    """The 202 answer, from the body the service made (and stored for replays)."""
+    return msgspec.convert(body, SubmitAccepted)
+
+
+def _refused(exc: JobRequestError) -> Response[Any]:
+    """The service's refusal as it made it (an ApiError, or one of the shapes with detail)."""
+    return Response(exc.body, status_code=exc.status)
+
+
+def _missing_job_id() -> Response[Any]:
     return error(400, "invalid", "jobId is required: the jobId that POST /api/templates/video "
                  "answered", field="jobId")
 
@@ -361,7 +378,7 @@ def _safe_id(job_id: str) -> str:
     return job_id if job_id.isalnum() and len(job_id) <= 64 else "invalid"
 
 
-async def _submission(request: Request) -> dict[str, Any] | Response:
+async def _submission(request: Request[Any, Any, Any]) -> dict[str, Any] | Response[Any]:
     """The submission from JSON, or from the generate form (fields `variables.NAME`)."""
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("application/json") or not ctype:

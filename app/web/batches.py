@@ -23,10 +23,7 @@ from app.jobs.batches import file_names, summary
 from app.jobs.service import JobRequestError
 from app.jobs.states import public_status
 from app.storage.base import Storage
-from app.web.api import refused_form
-from app.web.auth import require_user, services_of, user_id_of
-from app.web.responses import error, is_htmx
-from app.web.schemas import (
+from app.web.answers import (
     BAD_REQUEST,
     NOT_FOUND,
     NOT_SIGNED_IN,
@@ -34,8 +31,11 @@ from app.web.schemas import (
     InsufficientCredits,
     err,
     ok,
-    operation_with_body,
 )
+from app.web.api import refused_form
+from app.web.auth import require_user, services_of, user_id_of
+from app.web.request_docs import operation_with_body
+from app.web.responses import error, is_htmx
 
 
 class BatchAccepted(msgspec.Struct, rename="camel"):

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Request, Response
 from pydantic import ByteSize
 
+from app.web.answers import ApiError
 
-def error(status: int, code: str, message: str, field: str | None = None) -> Response:
-    body = {"error": code, "message": message}
-    if field:
-        body["field"] = field
-    return Response(body, status_code=status)
+# Refusals and htmx answers are Response[Any]: they leave handlers whose annotation names
+# the JSON success body (Response[SomeStruct]), from which /schema is written.
 
 
-def is_htmx(request: Request) -> bool:
+def error(status: int, code: str, message: str, field: str | None = None) -> Response[Any]:
+    """An `ApiError` answer."""
+    return Response(ApiError(error=code, message=message, field=field or None),
+                    status_code=status)
+
+
+def html(content: str, status_code: int = 200) -> Response[Any]:
+    """What an htmx request gets instead of the JSON body: the fragment to swap in."""
+    return Response(content, status_code=status_code, media_type="text/html")
+
+
+def is_htmx(request: Request[Any, Any, Any]) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
@@ -22,7 +33,7 @@ def human_bytes(n: int) -> str:
     return ByteSize(n).human_readable(separator=" ")
 
 
-def over_quota(used: int, size: int, quota: int) -> Response:
+def over_quota(used: int, size: int, quota: int) -> Response[Any]:
     """413 for an upload that would take a person's library over STORAGE_QUOTA: the field,
     the numbers, and what to do."""
     message = (f"Not enough storage: your library uses {human_bytes(used)} of "

@@ -7,15 +7,17 @@ and does nothing at all."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from litestar import Request, Response, post
 
 from app.db import jobs as jobs_db
 from app.db.connection import Thrown
 from app.jobs.service import ACTIVE_VALUES
+from app.web.answers import TOO_LARGE, WebhookAck, err
 from app.web.auth import services_of
+from app.web.request_docs import WEBHOOK_BODY, operation_with_body
 from app.web.responses import error
-from app.web.schemas import TOO_LARGE, WEBHOOK_BODY, WebhookAck, err, ok, operation_with_body
 
 log = logging.getLogger("reelforge.webhooks")
 MAX_WEBHOOK_BODY = 2 * 1024 * 1024
@@ -27,14 +29,14 @@ REMEMBER_SECONDS = 3 * 3600
 
 @post("/api/webhooks/fal", request_max_body_size=MAX_WEBHOOK_BODY, status_code=200,
       operation_class=operation_with_body("application/json", WEBHOOK_BODY),
-      responses={200: ok(WebhookAck, description="Verified (the job is due now)"),
-                 401: err("Unsigned, forged, altered or stale (outside the 5-minute "
+      response_description="Verified (the job is due now)",
+      responses={401: err("Unsigned, forged, altered or stale (outside the 5-minute "
                           "window); a replay inside it is answered 200 and ignored"),
                  403: err("Signed by fal for another fal account than FAL_USER_ID"),
                  404: err("Webhooks are not enabled (VIDEO_PROVIDER is not fal)"),
                  413: TOO_LARGE,
                  503: err("The signing keys could not be fetched; fal retries later")})
-async def fal_webhook(request: Request) -> Response:
+async def fal_webhook(request: Request[Any, Any, Any]) -> Response[WebhookAck]:
     from app.providers.fal_webhook import JwksUnavailable, WebhookRejected, WrongUser
 
     services = services_of(request)
@@ -56,7 +58,7 @@ async def fal_webhook(request: Request) -> Response:
     if job is None and hook.gateway_request_id:
         job = await jobs_db.by_request_id(db, hook.gateway_request_id)
     if job is None:
-        return Response({"ok": True, "job": None})  # not ours (or long gone): nothing to do
+        return Response(WebhookAck(ok=True, job=None))  # not ours (or long gone): nothing to do
     note = ("fal's webhook: the render finished" if hook.status == "OK"
             else "fal's webhook: the render failed")
     try:
@@ -65,7 +67,7 @@ async def fal_webhook(request: Request) -> Response:
     except Thrown as exc:
         if exc.code != "webhook_replayed":
             raise
-        return Response({"ok": True, "replay": True})
+        return Response(WebhookAck(ok=True, replay=True))
     if status in ACTIVE_VALUES and services.driver:
         services.driver.wake()
-    return Response({"ok": True})
+    return Response(WebhookAck(ok=True))
