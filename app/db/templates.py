@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from app.db.connection import Database, rid
+from app.db.records import Template, decode, decode_all
 
 CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "scripts" / "templates.json"
 
 
 def read_catalogue(path: Path = CATALOGUE_PATH) -> list[dict[str, Any]]:
-    return json.loads(path.read_text())
+    catalogue: list[dict[str, Any]] = json.loads(path.read_text())
+    return catalogue
 
 
 @cache
@@ -48,10 +50,13 @@ async def sync_catalogue(db: Database, path: Path = CATALOGUE_PATH) -> int:
     return len(items)
 
 
-async def list_active(db: Database) -> list[dict[str, Any]]:
-    return await db.read_one("SELECT * FROM template WHERE active = true ORDER BY position")
+async def list_active(db: Database) -> list[Template]:
+    return decode_all(await db.read_one(
+        "SELECT * FROM template WHERE active = true ORDER BY position"), Template)
 
 
-async def by_slug(db: Database, slug: str) -> dict[str, Any] | None:
-    row = await db.read_one("SELECT * FROM ONLY $t", {"t": rid("template", slug)})
-    return row if row and row.get("active") else None
+async def by_slug(db: Database, slug: str) -> Template | None:
+    row: dict[str, Any] | None = await db.read_one("SELECT * FROM ONLY $t",
+                                                   {"t": rid("template", slug)})
+    template = decode(row, Template)
+    return template if template and template.active else None

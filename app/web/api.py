@@ -13,8 +13,8 @@ from litestar.params import Body, Parameter
 
 from app.db import jobs as jobs_db
 from app.db import library as library_db
+from app.db import records
 from app.db import templates as templates_db
-from app.db import users as users_db
 from app.db.connection import Thrown
 from app.jobs.service import (
     IDEMPOTENCY_HEADER,
@@ -66,26 +66,26 @@ STATUS_FILTERS = {
 }
 
 
-def template_json(t: dict[str, Any]) -> dict[str, Any]:
+def template_json(t: records.Template) -> dict[str, Any]:
     return {
-        "slug": t["slug"], "name": t["name"], "description": t["description"],
-        "credits": t["credits"],
-        "variables": [variable_json(v) for v in t.get("variables", [])],
+        "slug": t.slug, "name": t.name, "description": t.description,
+        "credits": t.credits,
+        "variables": [variable_json(v) for v in t.variables],
     }
 
 
-def variable_json(v: dict[str, Any]) -> dict[str, Any]:
-    out = {"name": v["name"], "label": v.get("label", v["name"]),
-           "required": bool(v.get("required")), "maxLength": v.get("maxLength")}
-    if v.get("default"):  # only a real one ("" is no default; DESIGN: "default"?)
-        out["default"] = v["default"]
+def variable_json(v: records.TemplateVariable) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": v.name, "label": v.shown_label, "required": v.required,
+                           "maxLength": v.max_length}
+    if v.default:  # only a real one ("" is no default; DESIGN: "default"?)
+        out["default"] = v.default
     return out
 
 
-async def library_json(request: Request, item: dict[str, Any]) -> dict[str, Any]:
-    return {"key": item["key"], "kind": item["kind"],
-            "url": await services_of(request).storage.url(item["key"]),
-            "createdAt": item["created_at"].isoformat()}
+async def library_json(request: Request, item: records.LibraryItem) -> dict[str, Any]:
+    return {"key": item.key, "kind": item.kind,
+            "url": await services_of(request).storage.url(item.key),
+            "createdAt": item.created_at.isoformat()}
 
 
 async def job_status_json(request: Request, job: dict[str, Any]) -> dict[str, Any]:
@@ -147,8 +147,7 @@ class ApiController(Controller):
                            401: NOT_SIGNED_IN})
     async def me(self, request: Request) -> dict[str, Any]:
         user = await require_user(request)
-        return {"email": user["email"], "credits": user["balance"],
-                "available": users_db.available(user)}
+        return {"email": user.email, "credits": user.balance, "available": user.available}
 
     @get("/templates", responses={200: ok(list[TemplateOut], "The template catalogue")})
     async def templates(self, request: Request) -> list[dict[str, Any]]:
@@ -158,7 +157,7 @@ class ApiController(Controller):
                                 401: NOT_SIGNED_IN})
     async def library(self, request: Request) -> list[dict[str, Any]]:
         user = await require_user(request)
-        items = await library_db.list_for(services_of(request).db, user_id_of(user))
+        items = await library_db.list_for(services_of(request).db, user.id)
         return [await library_json(request, i) for i in items]
 
     @post("/library", request_max_body_size=MAX_UPLOAD_BYTES + 1024 * 1024,
@@ -180,7 +179,7 @@ class ApiController(Controller):
                 400, "invalid_image", "Send one image in the multipart field `file`",
                 field="file"))
         content = await upload.read()
-        uid = user_id_of(user)
+        uid = user.id
         quota = services.settings.storage_quota
         used = await library_db.used_bytes(services.db, uid)  # before decoding: cheap first
         if used + len(content) > quota:
@@ -213,14 +212,14 @@ class ApiController(Controller):
     async def delete_item(self, request: Request, key: str) -> Response:
         user = await require_user(request)
         services = services_of(request)
-        uid = user_id_of(user)
+        uid = user.id
         item = await library_db.get_owned(services.db, uid, key)
         if item is None:
             return error(404, "not_found", "No such item in your library", field="key")
         await library_db.delete_owned(services.db, uid, key)
         await services.storage.delete(key)
-        if item["kind"] == "video":  # its poster goes with it (older videos have none)
-            await services.storage.delete(item.get("poster_key") or poster_key(key))
+        if item.kind == "video":  # its poster goes with it (older videos have none)
+            await services.storage.delete(item.poster_key or poster_key(key))
         if services.notifier:  # the person's other tabs drop the tile too
             services.notifier.publish_library_removed(uid, key)
         if is_htmx(request):

@@ -63,7 +63,7 @@ async def test_upload_is_stored_under_a_key_named_for_its_decoded_format(
         assert served.headers["x-content-type-options"] == "nosniff"
         item = in_app(client, library_db.get_owned, client.app.state.services.db, uid,
                       body["key"])
-        assert item["content_type"] == ctype and item["size"] == len(content), name
+        assert item.content_type == ctype and item.size == len(content), name
 
 
 async def test_list_is_newest_first_and_delete_removes_file_and_item(client, settings, alice):
