@@ -136,7 +136,7 @@ async def craft_jobs(services: Any, owner_id: str, start_key: str) -> dict[str, 
 
 
 def uid(server: LiveServer, email: str) -> str:
-    return str(server.run(users_db.by_email(server.services.db, email))["id"].id)
+    return server.run(users_db.by_email(server.services.db, email)).id
 
 
 # -- the whole thing -----------------------------------------------------------------------

@@ -318,8 +318,8 @@ async def test_a_refusal_is_not_remembered(settings):
         image = await person.upload()
         assert (await _submit(person, "k", image)).status_code == 402
         in_app(client, users_db.grant, client.app.state.services.db,
-               str(in_app(client, users_db.by_email, client.app.state.services.db,
-                          person.email)["id"].id), 100, "grant")
+               in_app(client, users_db.by_email, client.app.state.services.db,
+                      person.email).id, 100, "grant")
         first = await _submit(person, "k", image)
         assert first.status_code == 202
         assert (await _submit(person, "k", image)).json() == first.json()
@@ -337,7 +337,7 @@ async def test_concurrent_requests_with_one_key_make_one_job(settings):
         # on the app's own loop, every request has passed the first look-up before any
         # writes: only the transaction that records the job can catch the others
         services = client.app.state.services
-        uid = str(in_app(client, users_db.by_email, services.db, person.email)["id"].id)
+        uid = in_app(client, users_db.by_email, services.db, person.email).id
 
         async def race():
             return await asyncio.gather(*[

@@ -119,7 +119,7 @@ async def make_admin(client, email: str) -> AsyncIterator[Account]:
 
 
 def uid_of(client, email: str) -> str:
-    return str(in_app(client, users_db.by_email, client.app.state.services.db, email)["id"].id)
+    return in_app(client, users_db.by_email, client.app.state.services.db, email).id
 
 
 def job_of(client, job_id: str) -> dict[str, Any]:
@@ -560,7 +560,7 @@ async def _job_at_fal(data_dir: Path, key: str) -> tuple[str, str]:
 
     services = await open_services(Settings(data_dir=data_dir), with_driver=False)
     try:
-        uid = str((await users_db.by_email(services.db, "ivy@example.com"))["id"].id)
+        uid = (await users_db.by_email(services.db, "ivy@example.com")).id
         image = f"users/{uid}/library/start.png"
         await library_db.add(services.db, uid, image, "image", "image/png", 10)
         job = await services.jobs.create(uid, TEMPLATE, image, {"BRAND": "A", "MODEL": "B"},
