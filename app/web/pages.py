@@ -337,7 +337,9 @@ class PageController(Controller):
         if wait:
             await asyncio.sleep(wait)
         user = await users_db.by_typed_email(services.db, typed)
-        if not await verify_password(user.password_hash if user else None, password):
+        # checked for an unknown email too (against a dummy hash): both cost the same
+        matches = await verify_password(user.password_hash if user else None, password)
+        if not matches or user is None:
             return Template(template_name="pages/login.html", status_code=400, context={
                 "user": None, "next": target, "email": email, "error": LOGIN_FAILED})
         await throttle.succeeded(*keys)
