@@ -7,8 +7,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from app.db.connection import Database, rid
-from app.db.records import Template, decode, decode_all
+from app.db.records import Template, TemplateVariable, decode, decode_all
 
 CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "scripts" / "templates.json"
 
@@ -23,7 +25,8 @@ def variable_labels() -> dict[str, dict[str, str]]:
     """{slug: {variable name: label}} from the catalogue file, read once per process: job
     cards show "Brand: Aurora" without a query per render (the database's catalogue is
     synced from this file at start-up)."""
-    return {t["slug"]: {v["name"]: v.get("label") or v["name"] for v in t.get("variables", [])}
+    return {t["slug"]: {v.name: v.shown_label for v in msgspec.convert(
+                t.get("variables", []), list[TemplateVariable])}
             for t in read_catalogue()}
 
 
