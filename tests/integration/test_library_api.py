@@ -139,6 +139,20 @@ async def test_the_pages_upload_is_refused_as_a_200_naming_the_status(client, se
     assert media_files(settings) == [] and count(client, "library") == 0
 
 
+async def test_a_tile_is_named_by_its_record_on_the_page_and_in_the_upload_answer(
+        client, alice):
+    """The tile's stable id (`tile-{record key}`) is the same whoever renders it: the page's
+    upload answer (htmx) and the workspace."""
+    r = await alice.post("/api/library", headers={"hx-request": "true"},
+                         files={"file": ("a.png", image_bytes(), "image/png")})
+    assert r.status_code == 201, r.text
+    item = in_app(client, library_db.list_for, client.app.state.services.db,
+                  user_id(client, alice.email))[0]
+    tile = f'id="tile-{item.id}"'
+    assert re.fullmatch(r"[0-9a-z]+", item.id) and tile in r.text
+    assert tile in (await alice.get("/")).text
+
+
 async def test_decompression_bombs_are_refused(client, settings, alice):
     for w, h in [(20_000, 20_000), (8_000, 8_000), (13_000, 8)]:
         bomb = png_bomb(w, h)
