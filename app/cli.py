@@ -15,6 +15,7 @@ from app.backup import cli as backup_cli
 from app.db import jobs as jobs_db
 from app.db import users as users_db
 from app.db.connection import Database, DatabaseLocked, Thrown
+from app.db.records import User
 from app.db.schema import apply_schema
 from app.emails import InvalidEmail, normalise_email
 from app.jobs.states import Status
@@ -90,10 +91,10 @@ async def _create(db: Database, args: argparse.Namespace) -> str:
                                      credits, admin=args.admin)
     except Thrown:
         raise SystemExit(f"error: an account with email {args.email} already exists") from None
-    return f"created {user['email']} with {user['balance']} credits"
+    return f"created {user.email} with {user.balance} credits"
 
 
-async def _user(db: Database, email: str) -> dict:
+async def _user(db: Database, email: str) -> User:
     user = await users_db.by_typed_email(db, email)
     if user is None:
         raise SystemExit(f"error: no account with email {email}")
@@ -103,16 +104,16 @@ async def _user(db: Database, email: str) -> dict:
 async def _grant(db: Database, args: argparse.Namespace) -> str:
     user = await _user(db, args.email)
     try:
-        after = await users_db.grant(db, str(user["id"].id), args.amount, "grant")
+        after = await users_db.grant(db, user.id, args.amount, "grant")
     except Thrown as exc:
         raise SystemExit(f"error: {exc.code.replace('_', ' ')}") from None
-    return f"{after['email']} now has {after['balance']} credits"
+    return f"{after.email} now has {after.balance} credits"
 
 
 async def _promote(db: Database, args: argparse.Namespace) -> str:
     user = await _user(db, args.email)
-    await users_db.set_admin(db, str(user["id"].id), True)
-    return f"{user['email']} is now an admin"
+    await users_db.set_admin(db, user.id, True)
+    return f"{user.email} is now an admin"
 
 
 # -- jobs ---------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ async def _jobs_show(db: Database, args: argparse.Namespace) -> str:
     owner = await users_db.by_id(db, str(job["owner"].id))
     fields = [
         ("id", job["id"].id), ("state", job["status"]),
-        ("owner", f"{owner['email'] if owner else '?'} ({job['owner'].id})"),
+        ("owner", f"{owner.email if owner else '?'} ({job['owner'].id})"),
         ("template", job["template"]), ("variables", job.get("variables")),
         ("start image", job.get("start_key")), ("credits", job.get("credits")),
         ("provider", job.get("provider")), ("request id", job.get("provider_request_id")),

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from app.db import users as users_db
-from app.db.connection import Database
+from app.db.connection import Database, rid
 from app.settings import Settings
 
 
@@ -181,14 +181,14 @@ def read_books(data_dir: Path, email: str) -> Books:
         await db.connect()
         try:
             user = await users_db.by_email(db, email)
-            uid = str(user["id"].id)
+            uid = user.id
             charges = await db.read_one(
                 "SELECT VALUE id FROM ledger WHERE owner = $u AND reason = 'video'",
-                {"u": user["id"]})
+                {"u": rid("user", user.id)})
             videos = await db.read_one(
                 "SELECT VALUE id FROM library WHERE owner = $u AND kind = 'video'",
-                {"u": user["id"]})
-            return Books(user["balance"], user["reserved"], user["active_jobs"],
+                {"u": rid("user", user.id)})
+            return Books(user.balance, user.reserved, user.active_jobs,
                          await users_db.ledger_sum(db, uid), len(charges), len(videos))
         finally:
             await db.close()

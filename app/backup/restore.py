@@ -35,6 +35,7 @@ from app.backup import media as media_files
 from app.backup.destinations import LocalDestination, S3Destination, s3_storage
 from app.backup.service import schema_sha256
 from app.db.connection import Database
+from app.db.records import User, decode_all, plain
 from app.db.schema import SCHEMA_VERSION, apply_schema
 from app.jobs.states import ACTIVE
 from app.settings import Settings
@@ -205,21 +206,20 @@ async def _check(db: Database, manifest: dict[str, Any], report: Report) -> None
         # a batch's rows hold credits but are not counted in active_jobs (app/db/jobs.py)
         "SELECT owner, math::sum(credits) AS held, count(batch = NONE) AS n FROM video_job "
         "WHERE status IN $active GROUP BY owner;", {"active": sorted(ACTIVE)})
-    sums = {str(r["owner"]): r["total"] for r in ledger or []}
-    held = {str(r["owner"]): (r["held"], r["n"]) for r in active or []}
+    sums = {r["owner"]: r["total"] for r in plain(ledger or [])}
+    held = {r["owner"]: (r["held"], r["n"]) for r in plain(active or [])}
     off_books, off_holds = [], []
-    for u in users or []:
-        if sums.get(str(u["id"]), 0) != u["balance"]:
-            off_books.append(f"{u['email']} (balance {u['balance']}, ledger "
-                             f"{sums.get(str(u['id']), 0)})")
-        if held.get(str(u["id"]), (0, 0)) != (u["reserved"], u["active_jobs"]):
-            off_holds.append(f"{u['email']}")
-    people = len(users or [])
+    people = decode_all(users, User)
+    for u in people:
+        if sums.get(u.id, 0) != u.balance:
+            off_books.append(f"{u.email} (balance {u.balance}, ledger {sums.get(u.id, 0)})")
+        if held.get(u.id, (0, 0)) != (u.reserved, u.active_jobs):
+            off_holds.append(u.email)
     if off_books:
         report.warnings.append("balances that differ from their ledger: " + ", ".join(off_books))
     else:
         report.checks.append("every balance equals the sum of its ledger "
-                             f"({people:,} account{'s' if people != 1 else ''})")
+                             f"({len(people):,} account{'s' if len(people) != 1 else ''})")
     if off_holds:
         report.warnings.append("credits held that differ from the active jobs: "
                                + ", ".join(off_holds))

@@ -21,7 +21,6 @@ from app.backup.archive import NAME
 from app.backup.service import BackupBusy, BackupService
 from app.observability.logging import get_logger
 from app.web.admin import admin_only
-from app.web.auth import user_id_of
 
 log = get_logger("reelforge.backup")
 
@@ -94,7 +93,7 @@ class BackupController(Controller):
             return await _page(request, error=str(exc), status=409)
         except Exception as exc:  # shown to the admin; the log has the details
             return await _page(request, error=f"The backup failed: {exc}", status=500)
-        log.info("admin.backup", admin_id=user_id_of(admin), name=result.name)
+        log.info("admin.backup", admin_id=admin.id, name=result.name)
         return Redirect(f"/admin/backups?done={result.name}", status_code=303)
 
     @post("/run", middleware=[token_only], exclude_from_csrf=True)

@@ -8,19 +8,36 @@ name is read from the job, so entries written before the history showed it displ
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+
+import msgspec
 
 from app.db.connection import Database, rid
+from app.db.records import LedgerEntry, decode_all
 
 PAGE = 25
 
 
+class HistoryRow(LedgerEntry, kw_only=True):
+    """A ledger entry as the history shows it. A run of one batch's charges is one row:
+    `batch_name`, its charges in `entries`, the amount their sum."""
+    balance_after: int = 0
+    template_name: str | None = None  # these three from the entry's job, if any
+    batch: str | None = None
+    variables: dict[str, str] | None = None
+    batch_name: str | None = None
+    entries: list[HistoryRow] = msgspec.field(default_factory=list)
+
+
+class History(msgspec.Struct, kw_only=True):
+    rows: list[HistoryRow]
+    more: bool  # there are older entries
+
+
 async def history(db: Database, user_id: str, before: datetime | None = None,
-                  limit: int = PAGE) -> dict[str, Any]:
-    """{"rows": [...], "more": bool}. Each row is a ledger entry plus `balance_after`
-    (counted down from the balance: the newest row's is the balance itself, so the
-    column always agrees with the header) and `template_name` for a job's entry.
-    `before` (an entry's created_at) continues the list after that entry."""
+                  limit: int = PAGE) -> History:
+    """A page of the history, newest first. Each row's `balance_after` is counted down
+    from the balance (the newest row's is the balance itself, so the column always agrees
+    with the header). `before` (an entry's created_at) continues the list after that entry."""
     newer, rows = (await db.read(
         """
         LET $balance = (SELECT VALUE balance FROM ONLY $u) ?? 0;
@@ -36,30 +53,32 @@ async def history(db: Database, user_id: str, before: datetime | None = None,
         {"u": rid("user", user_id), "before": before, "limit": limit + 1},
     ))[-2:]
     after = int(newer or 0)
-    listed = []
-    for row in (rows or [])[:limit]:
-        listed.append({**row, "balance_after": after})
-        after -= int(row["amount"])
-    return {"rows": await _grouped(db, listed), "more": len(rows or []) > limit}
+    listed = decode_all((rows or [])[:limit], HistoryRow)
+    for row in listed:
+        row.balance_after = after
+        after -= row.amount
+    return History(rows=await _grouped(db, listed), more=len(rows or []) > limit)
 
 
-async def _grouped(db: Database, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def _grouped(db: Database, rows: list[HistoryRow]) -> list[HistoryRow]:
     """Consecutive charges of one batch become one row named after the batch (`batch_name`,
     `entries`: its charges, the amount their sum, the balance the newest one's)."""
-    out: list[dict[str, Any]] = []
+    out: list[HistoryRow] = []
     for row in rows:
         last = out[-1] if out else None
-        if row.get("batch") and last and last.get("batch") == row["batch"]:
-            last.setdefault("entries", [dict(last)]).append(row)
-            last["amount"] += row["amount"]
+        if row.batch and last and last.batch == row.batch:
+            if not last.entries:
+                last.entries = [msgspec.structs.replace(last)]
+            last.entries.append(row)
+            last.amount += row.amount
             continue
-        out.append(dict(row))
-    names = {b: None for b in {r["batch"] for r in out if r.get("entries")}}
+        out.append(row)
+    names: dict[str, str | None] = {r.batch: None for r in out if r.batch and r.entries}
     if names:
         found = await db.read_one("SELECT meta::id(id) AS id, name FROM $ids",
                                   {"ids": [rid("batch", b) for b in names]})
         names.update({r["id"]: r["name"] for r in found or []})
     for row in out:
-        if row.get("entries"):
-            row["batch_name"] = names.get(row["batch"]) or "A batch"
+        if row.batch and row.entries:
+            row.batch_name = names.get(row.batch) or "A batch"
     return out

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from app.db.connection import Database, rid
+from app.db.records import LibraryItem, decode, decode_all
 from app.storage.posters import is_poster_key, video_key_of
 
 
 async def add(
     db: Database, owner_id: str, key: str, kind: str, content_type: str, size: int,
     name: str | None = None, quota: int | None = None,
-) -> dict[str, Any]:
+) -> LibraryItem:
     """File an item. With `quota`, only if the owner's library stays within that many bytes,
     checked and filed in one transaction (concurrent uploads cannot both slip under it):
     Thrown("over_quota") otherwise. The usage record is kept by a database event
@@ -26,7 +27,8 @@ async def add(
          "item": {"owner": rid("user", owner_id), "key": key, "kind": kind,
                   "content_type": content_type, "size": size, "name": name}},
     )
-    return result[-1]
+    row: dict[str, Any] = result[-1]
+    return decode(row, LibraryItem)
 
 
 async def used_bytes(db: Database, owner_id: str) -> int:
@@ -41,20 +43,20 @@ async def used_bytes(db: Database, owner_id: str) -> int:
 ITEM = "*, IF job != NONE THEN type::thing('video_job', job).template_name END AS template_name"
 
 
-async def list_for(db: Database, owner_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+async def list_for(db: Database, owner_id: str, kind: str | None = None) -> list[LibraryItem]:
     where = "owner = $owner" + (" AND kind = $kind" if kind else "")
-    return await db.read_one(
+    return decode_all(await db.read_one(
         f"SELECT {ITEM} FROM library WHERE {where} ORDER BY created_at DESC",  # noqa: S608
         {"owner": rid("user", owner_id), "kind": kind},
-    )
+    ), LibraryItem)
 
 
-async def get_owned(db: Database, owner_id: str, key: str) -> dict[str, Any] | None:
+async def get_owned(db: Database, owner_id: str, key: str) -> LibraryItem | None:
     rows = await db.read_one(
         f"SELECT {ITEM} FROM library WHERE key = $key AND owner = $owner LIMIT 1",  # noqa: S608
         {"key": key, "owner": rid("user", owner_id)},
     )
-    return rows[0] if rows else None
+    return decode(rows[0], LibraryItem) if rows else None
 
 
 async def poster_owned(db: Database, owner_id: str, key: str) -> bool:

@@ -36,6 +36,7 @@ class User(Record, kw_only=True):
     active_jobs: int = 0
     admin: bool = False
     created_at: datetime | None = None
+    rev: int = 0  # counts writes (scripts/schema.surql): a newer state has a higher one
 
     @property
     def available(self) -> int:

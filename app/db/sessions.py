@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from typing import Any
+
+import msgspec
+from surrealdb import RecordID
 
 from app.db.connection import Database, rid
+from app.db.records import decode_all
 
 LAST_SEEN_GRANULARITY = timedelta(seconds=60)  # "last seen" is written at most this often
+
+
+class SignIn(msgspec.Struct, kw_only=True):
+    """A live session as its owner sees it (`key` is the record's key)."""
+    key: str
+    user_agent: str | None = None
+    created_at: datetime
+    last_seen: datetime
 
 
 def key_of(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def _sid(session_id: str):
+def _sid(session_id: str) -> RecordID:
     return rid("session", key_of(session_id))
 
 
@@ -51,14 +62,14 @@ async def delete(db: Database, session_id: str) -> None:
     await db.write("DELETE $sid", {"sid": _sid(session_id)})
 
 
-async def list_for(db: Database, user_id: str) -> list[dict[str, Any]]:
-    """A person's live sessions, most recently used first (`key` is the record's key)."""
+async def list_for(db: Database, user_id: str) -> list[SignIn]:
+    """A person's live sessions, most recently used first."""
     rows = await db.read_one(
         "SELECT meta::id(id) AS key, user_agent, created_at, last_seen FROM session "
         "WHERE user = $user AND expires_at > time::now() ORDER BY last_seen DESC",
         {"user": rid("user", user_id)},
     )
-    return rows or []
+    return decode_all(rows, SignIn)
 
 
 async def end_others(db: Database, user_id: str, keep_session_id: str | None) -> list[str]:

@@ -7,13 +7,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from app.db.connection import Database, rid
+from app.db.records import Template, TemplateVariable, decode, decode_all
 
 CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "scripts" / "templates.json"
 
 
 def read_catalogue(path: Path = CATALOGUE_PATH) -> list[dict[str, Any]]:
-    return json.loads(path.read_text())
+    catalogue: list[dict[str, Any]] = json.loads(path.read_text())
+    return catalogue
 
 
 @cache
@@ -21,7 +25,8 @@ def variable_labels() -> dict[str, dict[str, str]]:
     """{slug: {variable name: label}} from the catalogue file, read once per process: job
     cards show "Brand: Aurora" without a query per render (the database's catalogue is
     synced from this file at start-up)."""
-    return {t["slug"]: {v["name"]: v.get("label") or v["name"] for v in t.get("variables", [])}
+    return {t["slug"]: {v.name: v.shown_label for v in msgspec.convert(
+                t.get("variables", []), list[TemplateVariable])}
             for t in read_catalogue()}
 
 
@@ -48,10 +53,13 @@ async def sync_catalogue(db: Database, path: Path = CATALOGUE_PATH) -> int:
     return len(items)
 
 
-async def list_active(db: Database) -> list[dict[str, Any]]:
-    return await db.read_one("SELECT * FROM template WHERE active = true ORDER BY position")
+async def list_active(db: Database) -> list[Template]:
+    return decode_all(await db.read_one(
+        "SELECT * FROM template WHERE active = true ORDER BY position"), Template)
 
 
-async def by_slug(db: Database, slug: str) -> dict[str, Any] | None:
-    row = await db.read_one("SELECT * FROM ONLY $t", {"t": rid("template", slug)})
-    return row if row and row.get("active") else None
+async def by_slug(db: Database, slug: str) -> Template | None:
+    row: dict[str, Any] | None = await db.read_one("SELECT * FROM ONLY $t",
+                                                   {"t": rid("template", slug)})
+    template = decode(row, Template)
+    return template if template and template.active else None

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from app.db.connection import Database, Thrown, rid
+from app.db.records import User, decode
 from app.emails import InvalidEmail, legacy_form, normalise_email
 
 
 async def create(
     db: Database, email: str, password_hash: str, credits: int, admin: bool = False
-) -> dict[str, Any]:
+) -> User:
     """Create a person and their opening ledger entry; Thrown("email_taken") if taken."""
     if not _indexable(email):
         raise ValueError("An email address cannot contain a NUL character")
@@ -31,17 +32,18 @@ async def create(
         """,
         {"email": email, "hash": password_hash, "credits": credits, "admin": admin},
     )
-    return result[-1]
+    row: dict[str, Any] = result[-1]
+    return decode(row, User)
 
 
-async def by_email(db: Database, email: str) -> dict[str, Any] | None:
+async def by_email(db: Database, email: str) -> User | None:
     if not _indexable(email):
         return None  # no account can have it (and asking would be a DatabaseError: a 500)
     rows = await db.read_one("SELECT * FROM user WHERE email = $email LIMIT 1", {"email": email})
-    return rows[0] if rows else None
+    return decode(rows[0], User) if rows else None
 
 
-async def by_typed_email(db: Database, typed: str) -> dict[str, Any] | None:
+async def by_typed_email(db: Database, typed: str) -> User | None:
     """The account an address as typed names: by its normal form (app/emails.py), else
     by the form addresses were stored in before they were normalised."""
     try:
@@ -60,11 +62,13 @@ def _indexable(email: str) -> bool:
     return "\0" not in email
 
 
-async def by_id(db: Database, user_id: str) -> dict[str, Any] | None:
-    return await db.read_one("SELECT * FROM ONLY $u", {"u": rid("user", user_id)})
+async def by_id(db: Database, user_id: str) -> User | None:
+    row: dict[str, Any] | None = await db.read_one("SELECT * FROM ONLY $u",
+                                                   {"u": rid("user", user_id)})
+    return decode(row, User)
 
 
-async def grant(db: Database, user_id: str, amount: int, reason: str) -> dict[str, Any]:
+async def grant(db: Database, user_id: str, amount: int, reason: str) -> User:
     """Add (or with a negative amount, remove) credits, with its ledger entry."""
     result = await db.write(
         """
@@ -79,7 +83,8 @@ async def grant(db: Database, user_id: str, amount: int, reason: str) -> dict[st
         """,
         {"user": rid("user", user_id), "amount": amount, "reason": reason},
     )
-    return result[-1]
+    row: dict[str, Any] = result[-1]
+    return decode(row, User)
 
 
 async def set_admin(db: Database, user_id: str, admin: bool) -> None:
@@ -94,11 +99,7 @@ async def ledger_sum(db: Database, user_id: str) -> int:
     return int(value or 0)
 
 
-def available(user: dict[str, Any]) -> int:
-    return int(user["balance"]) - int(user["reserved"])
-
-
-__all__ = ["Thrown", "available", "by_email", "by_id", "create", "grant", "ledger_sum"]
+__all__ = ["Thrown", "by_email", "by_id", "create", "grant", "ledger_sum"]
 
 
 async def set_password(db: Database, user_id: str, password_hash: str) -> None:

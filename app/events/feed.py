@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from app.db.connection import Database
+from app.db.records import LibraryItem, User, decode
 from app.events.broker import Broker
 from app.observability.logging import get_logger
 
@@ -126,9 +127,9 @@ class FeedFollower:
             if table == "video_job":
                 await self.notifier.publish("job", record)
             elif table == "user":
-                await self.notifier.publish_credits(record)
+                await self.notifier.publish_credits(decode(record, User))
             elif table == "library":
-                await self.notifier.publish_library(record)
+                await self.notifier.publish_library(decode(record, LibraryItem))
         elif "delete" in change and change["delete"]["id"].table_name == "session":
             self.broker.end_session(str(change["delete"]["id"].id))
 

@@ -19,6 +19,7 @@ from app.db import jobs as jobs_db
 from app.db import library as library_db
 from app.db import users as users_db
 from app.db.connection import Database, rid
+from app.db.records import LibraryItem, User
 from app.events.broker import Broker, ServerEvent
 from app.jobs.states import FINAL, Status
 from app.observability.logging import get_logger
@@ -40,8 +41,8 @@ def job_look(job: dict[str, Any]) -> tuple:
             job.get("error"), job.get("result_key"), job.get("attempts"))
 
 
-def credits_look(user: dict[str, Any]) -> tuple:
-    return (user.get("balance"), user.get("reserved"))
+def credits_look(user: User) -> tuple[int, int]:
+    return (user.balance, user.reserved)
 
 
 class Notifier:
@@ -168,25 +169,25 @@ class Notifier:
             events.append(ServerEvent("toasts", self.fragments.batch_toast(view)))
         self.broker.publish(user_id, events)
 
-    async def publish_credits(self, user: dict[str, Any]) -> None:
-        user_id = str(user["id"].id)
+    async def publish_credits(self, user: User) -> None:
+        user_id = user.id
         if self.broker.has_subscribers(user_id) and self._newer(
-                f"user:{user_id}", user, credits_look(user)):
+                f"user:{user_id}", {"rev": user.rev}, credits_look(user)):
             self.broker.publish(user_id, [ServerEvent("credits", self.fragments.credits(user))])
 
-    async def publish_library(self, item: dict[str, Any]) -> None:
+    async def publish_library(self, item: LibraryItem) -> None:
         """A finished video's tile (uploads are shown by the page that made them), or an
         item's removal (the change feed brings it marked `removed`)."""
-        user_id = str(item["owner"].id)
-        if item.get("removed"):
-            self.publish_library_removed(user_id, item["key"])
+        user_id = item.owner_id
+        if item.removed:
+            self.publish_library_removed(user_id, item.key)
             return
-        if item.get("kind") != "video" or not self.broker.has_subscribers(user_id):
+        if item.kind != "video" or not self.broker.has_subscribers(user_id):
             return
-        if not self._newer(f"library:{item['key']}", {"rev": 1}, ("filed",)):
+        if not self._newer(f"library:{item.key}", {"rev": 1}, ("filed",)):
             return
-        url = await self.storage.url(item["key"])
-        poster = await self.storage.url(item["poster_key"]) if item.get("poster_key") else None
+        url = await self.storage.url(item.key)
+        poster = await self.storage.url(item.poster_key) if item.poster_key else None
         self.broker.publish(user_id, [ServerEvent(
             "library", self.fragments.library_tile(item, url, poster))])
 
@@ -215,7 +216,7 @@ class Notifier:
         """A queue row (new jobs are added to the queue's top) and the live detail."""
         job_id = str(job["id"].id)
         owner = await users_db.by_id(self.db, str(job["owner"].id))
-        email = owner["email"] if owner else None
+        email = owner.email if owner else None
         row = admin_view.row_html(self.fragments, job, email)
         detail = admin_view.detail_html(self.fragments, job, email,
                                         await jobs_db.timeline(self.db, job_id))
@@ -301,7 +302,7 @@ class Notifier:
         user = await users_db.by_id(self.db, user_id)
         if user:
             events.append(ServerEvent("credits", self.fragments.credits(user)))
-            if user.get("admin"):
+            if user.admin:
                 self.admins.add(user_id)
         if len(ended) == 1:
             events.append(ServerEvent("toasts", self.fragments.toast(ended[0], announce=True)))

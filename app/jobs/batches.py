@@ -94,7 +94,7 @@ class BatchService:
         name = body.get("name")
         if name is not None and (not isinstance(name, str) or len(name) > NAME_MAX):
             raise _bad("name", f"name must be text of at most {NAME_MAX} characters")
-        name = (name or "").strip() or f"{template['name']} · {len(rows)} variants"
+        name = (name or "").strip() or f"{template.name} · {len(rows)} variants"
         default_key = body.get("startKey")
         checked: set[str] = set()
 
@@ -138,7 +138,7 @@ class BatchService:
                           due_at=record["due_at"] + step)
             records.append((uuid.uuid4().hex, record))
         batch_id = uuid.uuid4().hex
-        batch = {"name": name, "template": template["slug"], "template_name": template["name"],
+        batch = {"name": name, "template": template.slug, "template_name": template.name,
                  "start_key": default_key or records[0][1]["start_key"],
                  "created_at": records[0][1]["created_at"]}
         total = sum(r["credits"] for _, r in records)

@@ -18,6 +18,7 @@ from app.db import library as library_db
 from app.db import templates as templates_db
 from app.db import users as users_db
 from app.db.connection import Database, Thrown
+from app.db.records import Template
 from app.jobs.prompts import VariableError, check_variables, fill_prompt
 from app.jobs.states import ACTIVE, FINAL, Status, sources_of
 from app.observability.logging import get_logger
@@ -109,7 +110,7 @@ class JobService:
         idempotency = None
         if idempotency_key is not None:
             idempotency = {"key": idempotency_key, "fingerprint": fingerprint, "status": 202,
-                           "body": accepted_body(job_id, template["credits"]),
+                           "body": accepted_body(job_id, template.credits),
                            "ttl": IDEMPOTENCY_TTL}
         try:
             job = await jobs_db.create(
@@ -121,13 +122,13 @@ class JobService:
                 raise _AlreadyRetried() from None
             if exc.code == "idempotency_key_used" and idempotency_key and fingerprint:
                 await self._replay(user_id, idempotency_key, fingerprint)
-            raise await self.refusal(exc.code, user_id, template["credits"]) from None
+            raise await self.refusal(exc.code, user_id, template.credits) from None
         await self.publish("job", job)
         await self.publish("credits", job)
         self.wake_driver()
         return job
 
-    async def template(self, slug: Any) -> dict[str, Any]:
+    async def template(self, slug: Any) -> Template:
         """The active template named `slug`, or the submission's 400/404."""
         if not isinstance(slug, str) or not slug:
             raise _bad("templateSlug", "templateSlug is required")
@@ -142,11 +143,11 @@ class JobService:
         if not isinstance(start_key, str) or not start_key:
             raise _bad(field, f"{field} is required: choose an image from your library")
         item = await library_db.get_owned(self.db, user_id, start_key)
-        if item is None or item["kind"] != "image":
+        if item is None or item.kind != "image":
             raise JobRequestError(404, {"error": "not_found", "field": field,
                                         "message": "That start image is not in your library"})
 
-    def record(self, template: dict[str, Any], start_key: str, variables: Any, provider: str,
+    def record(self, template: Template, start_key: str, variables: Any, provider: str,
                *, field_prefix: str = "") -> dict[str, Any]:
         """A new pending job's record, after checking the variables (a bad one is a 400
         naming `field_prefix` + the field)."""
@@ -155,12 +156,12 @@ class JobService:
         except VariableError as exc:
             raise _bad(field_prefix + exc.field, exc.message) from None
         return self.pending({
-            "template": template["slug"], "template_name": template["name"],
+            "template": template.slug, "template_name": template.name,
             "start_key": start_key, "variables": values,
-            "prompt": fill_prompt(template["prompt"], values), "provider": provider,
-            "endpoint": template["endpoint"], "parameters": template.get("parameters") or {},
-            "typical_seconds": template.get("typical_seconds", 120),
-            "credits": template["credits"],
+            "prompt": fill_prompt(template.prompt, values), "provider": provider,
+            "endpoint": template.endpoint, "parameters": template.parameters,
+            "typical_seconds": template.typical_seconds,
+            "credits": template.credits,
         })
 
     def pending(self, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +215,7 @@ class JobService:
             user = await users_db.by_id(self.db, user_id)
             return JobRequestError(402, {
                 "error": "insufficient_credits", "required": price,
-                "available": users_db.available(user) if user else 0,
+                "available": user.available if user else 0,
                 "message": "Not enough credits for this template",
             })
         if code == "too_many_active_jobs":

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.enums import RequestEncodingType
@@ -18,6 +17,7 @@ from app.db import ledger as ledger_db
 from app.db import library as library_db
 from app.db import sessions as sessions_db
 from app.db import users as users_db
+from app.db.records import User
 from app.jobs.states import ACTIVE
 from app.web import sessions
 from app.web.auth import (
@@ -26,7 +26,6 @@ from app.web.auth import (
     current_user,
     hash_password,
     services_of,
-    user_id_of,
     verify_password,
 )
 from app.web.responses import human_bytes
@@ -59,16 +58,16 @@ class AccountController(Controller):
     path = "/account"
     include_in_schema = False  # an HTML page and its forms; /schema documents the JSON API
 
-    async def _render(self, request: Request, user: dict[str, Any], *, status: int = 200,
+    async def _render(self, request: Request, user: User, *, status: int = 200,
                       error: str | None = None, notice: str | None = None,
                       before: str | None = None) -> Template:
         db = services_of(request).db
-        user_id = user_id_of(user)
+        user_id = user.id
         here = sessions.current_id(request)
         current = sessions_db.key_of(here) if here else None
-        rows = await sessions_db.list_for(db, user_id)
-        listed = [{**row, "device": device_name(row.get("user_agent")),
-                   "current": row["key"] == current} for row in rows]
+        listed = [{"key": s.key, "created_at": s.created_at, "last_seen": s.last_seen,
+                   "device": device_name(s.user_agent), "current": s.key == current}
+                  for s in await sessions_db.list_for(db, user_id)]
         listed.sort(key=lambda row: not row["current"])  # this one first
         used = await library_db.used_bytes(db, user_id)
         quota = services_of(request).settings.storage_quota
@@ -80,15 +79,15 @@ class AccountController(Controller):
         except ValueError:
             cursor = None
         history = await ledger_db.history(db, user_id, before=cursor)
-        rows = history["rows"]
+        rows = history.rows
         return Template(template_name="pages/account.html", status_code=status, context={
             "user": user, "active_nav": "account",
             "ledger": rows, "paged": cursor is not None,
-            "older": rows[-1]["created_at"].isoformat() if history["more"] else None,
+            "older": rows[-1].created_at.isoformat() if history.more else None,
             # What running jobs hold, named: the held credits are theirs until they end.
             "holds": await jobs_db.list_for(db, user_id, sorted(s.value for s in ACTIVE),
                                             limit=50),
-            "available": users_db.available(user), "sessions": listed,
+            "available": user.available, "sessions": listed,
             "password_error": error, "notice": notice, "storage": storage,
             "min_password": MIN_PASSWORD,
         })
@@ -108,7 +107,7 @@ class AccountController(Controller):
         if user is None:
             return Redirect("/login?next=/account", status_code=303)
         sessions.end_streams(request, await sessions_db.end_others(
-            services_of(request).db, user_id_of(user), sessions.current_id(request)))
+            services_of(request).db, user.id, sessions.current_id(request)))
         return Redirect("/account?notice=ended", status_code=303)
 
     @post("/sessions/end")
@@ -122,7 +121,7 @@ class AccountController(Controller):
         key = (data.get("key") or "")[:64]
         if key:
             sessions.end_streams(request, await sessions_db.end_one(
-                services_of(request).db, user_id_of(user), key))
+                services_of(request).db, user.id, key))
         return Redirect("/account?notice=ended-one", status_code=303)
 
     @post("/password")
@@ -135,7 +134,7 @@ class AccountController(Controller):
             return Redirect("/login?next=/account", status_code=303)
         current = (data.get("current_password") or "")[:MAX_PASSWORD]
         new = data.get("new_password") or ""
-        if not await verify_password(user["password_hash"], current):
+        if not await verify_password(user.password_hash, current):
             return await self._render(request, user, status=400,
                                       error="Your current password is not right.")
         if not MIN_PASSWORD <= len(new) <= MAX_PASSWORD:
@@ -143,7 +142,7 @@ class AccountController(Controller):
                 request, user, status=400,
                 error=f"Use {MIN_PASSWORD} to {MAX_PASSWORD} characters for the new password.")
         db = services_of(request).db
-        user_id = user_id_of(user)
+        user_id = user.id
         await users_db.set_password(db, user_id, await asyncio.to_thread(hash_password, new))
         # Every other session ends; this one continues under a fresh id.
         sessions.end_streams(request, await sessions_db.end_others(

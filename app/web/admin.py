@@ -19,11 +19,12 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from app.db import jobs as jobs_db
 from app.db import templates as templates_db
 from app.db import users as users_db
+from app.db.records import User
 from app.jobs.service import ACTIVE_VALUES, JobRequestError
 from app.jobs.states import Status
 from app.observability.logging import get_logger
 from app.web.admin_view import admin_job_view
-from app.web.auth import services_of, user_id_of
+from app.web.auth import services_of
 
 log = get_logger("reelforge.admin")
 PAGE_SIZE = 50
@@ -47,7 +48,7 @@ def admin_only(app: ASGIApp) -> ASGIApp:
         user_id = session.get("uid") if isinstance(session, dict) else None
         services = scope["litestar_app"].state.services
         user = await users_db.by_id(services.db, user_id) if isinstance(user_id, str) else None
-        if not user or not user.get("admin"):
+        if not user or not user.admin:
             raise NotFoundException()
         scope.setdefault("state", {})["admin_user"] = user
         await app(scope, receive, send)
@@ -66,8 +67,9 @@ def hide_admin_routes(request: Request, exc: HTTPException) -> HTTPException:
     return exc
 
 
-def _admin(request: Request) -> dict[str, Any]:
-    return request.scope["state"]["admin_user"]
+def _admin(request: Request) -> User:
+    user: User = request.scope["state"]["admin_user"]
+    return user
 
 
 def _url(path: str, **params: Any) -> str:
@@ -101,7 +103,7 @@ class AdminController(Controller):
         no_match = False
         if owner:
             person = await users_db.by_email(db, owner)
-            owner_id = user_id_of(person) if person else None
+            owner_id = person.id if person else None
             no_match = person is None
         rows: list[dict[str, Any]] = []
         if not no_match:
@@ -144,7 +146,7 @@ class AdminController(Controller):
         except JobRequestError as exc:
             return await _job_page(request, job_id, error=exc.body.get("message"),
                                    status=exc.status)
-        log.info("admin.cancel", admin_id=user_id_of(_admin(request)), job_id=job_id)
+        log.info("admin.cancel", admin_id=_admin(request).id, job_id=job_id)
         return Redirect(f"/admin/jobs/{job_id}?done=canceled", status_code=303)
 
     @post("/jobs/{job_id:str}/retry")
@@ -157,7 +159,7 @@ class AdminController(Controller):
             return await _job_page(request, job_id, error=exc.body.get("message"),
                                    status=exc.status)
         new_id = str(new["id"].id)
-        log.info("admin.retry", admin_id=user_id_of(_admin(request)), job_id=job_id,
+        log.info("admin.retry", admin_id=_admin(request).id, job_id=job_id,
                  new_job_id=new_id, created=created)
         done = "retried" if created else "already_retried"
         return Redirect(f"/admin/jobs/{new_id}?done={done}", status_code=303)
@@ -173,7 +175,7 @@ class AdminController(Controller):
                                    error="The job holds no lease (or has finished).")
         if services.driver:
             services.driver.wake()
-        log.info("admin.release_lease", admin_id=user_id_of(_admin(request)), job_id=job_id)
+        log.info("admin.release_lease", admin_id=_admin(request).id, job_id=job_id)
         return Redirect(f"/admin/jobs/{job_id}?done=released", status_code=303)
 
 
@@ -193,7 +195,7 @@ async def _job_page(
     owner = await users_db.by_id(db, str(job["owner"].id))
     return Template(template_name="pages/admin_job.html", status_code=status, context={
         "user": _admin(request), "active_nav": "admin",
-        "j": admin_job_view(job, owner["email"] if owner else None),
+        "j": admin_job_view(job, owner.email if owner else None),
         "timeline": await jobs_db.timeline(db, _safe_id(job_id)),
         "notice": notice, "error": error,
     })

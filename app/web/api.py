@@ -13,8 +13,8 @@ from litestar.params import FromQuery, HeaderParameter, MultipartBody, QueryPara
 
 from app.db import jobs as jobs_db
 from app.db import library as library_db
+from app.db import records
 from app.db import templates as templates_db
-from app.db import users as users_db
 from app.db.connection import Thrown
 from app.jobs.service import (
     IDEMPOTENCY_HEADER,
@@ -75,25 +75,24 @@ STATUS_FILTERS = {
 }
 
 
-def template_json(t: dict[str, Any]) -> TemplateOut:
+def template_json(t: records.Template) -> TemplateOut:
     return TemplateOut(
-        slug=t["slug"], name=t["name"], description=t["description"], credits=t["credits"],
-        variables=[variable_json(v) for v in t.get("variables", [])],
+        slug=t.slug, name=t.name, description=t.description, credits=t.credits,
+        variables=[variable_json(v) for v in t.variables],
     )
 
 
-def variable_json(v: dict[str, Any]) -> TemplateVariable:
+def variable_json(v: records.TemplateVariable) -> TemplateVariable:
     return TemplateVariable(
-        name=v["name"], label=v.get("label", v["name"]), required=bool(v.get("required")),
-        max_length=v.get("maxLength"),
-        default=v.get("default") or None,  # "" is no default (DESIGN: "default"?)
+        name=v.name, label=v.shown_label, required=v.required, max_length=v.max_length,
+        default=v.default or None,  # "" is no default (DESIGN: "default"?)
     )
 
 
-async def library_json(request: Request[Any, Any, Any], item: dict[str, Any]) -> LibraryItem:
-    return LibraryItem(key=item["key"], kind=item["kind"],
-                       url=await services_of(request).storage.url(item["key"]),
-                       created_at=item["created_at"].isoformat())
+async def library_json(request: Request[Any, Any, Any], item: records.LibraryItem) -> LibraryItem:
+    return LibraryItem(key=item.key, kind=item.kind,
+                       url=await services_of(request).storage.url(item.key),
+                       created_at=item.created_at.isoformat())
 
 
 async def job_status_json(request: Request[Any, Any, Any], job: dict[str, Any]) -> JobStatus:
@@ -153,8 +152,7 @@ class ApiController(Controller):
     @get("/me", response_description="The signed-in person", responses={401: NOT_SIGNED_IN})
     async def me(self, request: Request[Any, Any, Any]) -> Me:
         user = await require_user(request)
-        return Me(email=user["email"], credits=user["balance"],
-                  available=users_db.available(user))
+        return Me(email=user.email, credits=user.balance, available=user.available)
 
     @get("/templates", response_description="The template catalogue")
     async def templates(self, request: Request[Any, Any, Any]) -> list[TemplateOut]:
@@ -164,7 +162,7 @@ class ApiController(Controller):
          responses={401: NOT_SIGNED_IN})
     async def library(self, request: Request[Any, Any, Any]) -> list[LibraryItem]:
         user = await require_user(request)
-        items = await library_db.list_for(services_of(request).db, user_id_of(user))
+        items = await library_db.list_for(services_of(request).db, user.id)
         return [await library_json(request, i) for i in items]
 
     @post("/library", request_max_body_size=MAX_UPLOAD_BYTES + 1024 * 1024,
@@ -186,7 +184,7 @@ class ApiController(Controller):
                 400, "invalid_image", "Send one image in the multipart field `file`",
                 field="file"))
         content = await upload.read()
-        uid = user_id_of(user)
+        uid = user.id
         quota = services.settings.storage_quota
         used = await library_db.used_bytes(services.db, uid)  # before decoding: cheap first
         if used + len(content) > quota:
@@ -207,10 +205,10 @@ class ApiController(Controller):
             await services.storage.delete(key)
             return _upload_refused(request, over_quota(
                 await library_db.used_bytes(services.db, uid), len(content), quota))
-        url = await services.storage.url(item["key"])
+        url = await services.storage.url(item.key)
         if is_htmx(request):
             return html(services.fragments.library_tile(item, url), status_code=201)
-        return Response(Uploaded(key=item["key"], kind=item["kind"], url=url), status_code=201)
+        return Response(Uploaded(key=item.key, kind=item.kind, url=url), status_code=201)
 
     @delete("/library", status_code=200, response_description="Deleted",
             responses={400: BAD_REQUEST, 401: NOT_SIGNED_IN, 404: NOT_FOUND})
@@ -218,14 +216,14 @@ class ApiController(Controller):
                           key: FromQuery[str]) -> Response[Deleted]:
         user = await require_user(request)
         services = services_of(request)
-        uid = user_id_of(user)
+        uid = user.id
         item = await library_db.get_owned(services.db, uid, key)
         if item is None:
             return error(404, "not_found", "No such item in your library", field="key")
         await library_db.delete_owned(services.db, uid, key)
         await services.storage.delete(key)
-        if item["kind"] == "video":  # its poster goes with it (older videos have none)
-            await services.storage.delete(item.get("poster_key") or poster_key(key))
+        if item.kind == "video":  # its poster goes with it (older videos have none)
+            await services.storage.delete(item.poster_key or poster_key(key))
         if services.notifier:  # the person's other tabs drop the tile too
             services.notifier.publish_library_removed(uid, key)
         if is_htmx(request):

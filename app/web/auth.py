@@ -13,6 +13,7 @@ from litestar.exceptions import NotAuthorizedException
 from app.db import throttle as throttle_db
 from app.db import users as users_db
 from app.db.connection import Database
+from app.db.records import User
 from app.services import Services
 
 _hasher = PasswordHasher()
@@ -64,11 +65,12 @@ class LoginThrottle:
             await throttle_db.give_back(self.db, list(other_keys))
 
 
-def services_of(request: Request) -> Services:
-    return request.app.state.services
+def services_of(request: Request[Any, Any, Any]) -> Services:
+    services: Services = request.app.state.services
+    return services
 
 
-async def current_user(request: Request) -> dict[str, Any] | None:
+async def current_user(request: Request[Any, Any, Any]) -> User | None:
     """The signed-in person, or None. The session holds only the user id."""
     user_id = (request.session or {}).get("uid") if request.scope.get("session") else None
     if not user_id:
@@ -76,12 +78,12 @@ async def current_user(request: Request) -> dict[str, Any] | None:
     return await users_db.by_id(services_of(request).db, user_id)
 
 
-async def require_user(request: Request) -> dict[str, Any]:
+async def require_user(request: Request[Any, Any, Any]) -> User:
     user = await current_user(request)
     if user is None:
         raise NotAuthorizedException("Sign in first")
     return user
 
 
-def user_id_of(user: dict[str, Any]) -> str:
-    return str(user["id"].id)
+def user_id_of(user: User) -> str:
+    return user.id

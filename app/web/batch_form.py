@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from app.db.records import Template
+
 MIN_ROWS = 3  # the table starts with this many rows
 ROW_FIELD = re.compile(r"rows\[(\d{1,6})\]\.(?:variables\.(\w{1,64})|(startKey))", re.ASCII)
 SERVICE_ROW = re.compile(r"rows\[(\d+)\](.*)")  # a field the batch service names
@@ -49,14 +51,14 @@ def padded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows + blank_rows(MIN_ROWS - len(rows))
 
 
-def form_state(params: Any, template: dict[str, Any] | None, max_rows: int) -> dict[str, Any]:
+def form_state(params: Any, template: Template | None, max_rows: int) -> dict[str, Any]:
     """The mode and the batch table for a re-render of the form, from its query (a
     MultiDict). Switching to "Many variants" puts what was typed in the single form in
     row 1 (a default it showed is not typed: the row's cell shows it as a placeholder);
     switching back puts row 1 in the single form."""
     mode = "batch" if params.get("mode") == "batch" else "single"
     rows = read_rows(params.multi_items())
-    defaults = {v["name"]: v.get("default") or "" for v in (template or {}).get("variables", [])}
+    defaults = {v.name: v.default or "" for v in (template.variables if template else [])}
     typed = {}
     for key, value in params.items():
         name = key.removeprefix("variables.")

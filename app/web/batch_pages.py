@@ -10,9 +10,10 @@ from typing import Any
 from litestar import Controller, Request, Response, post
 
 from app.db import users as users_db
+from app.db.records import User
 from app.jobs.service import JobRequestError
 from app.web.api import refused_form
-from app.web.auth import current_user, services_of, user_id_of
+from app.web.auth import current_user, services_of
 from app.web.batch_form import (
     batch_body,
     batch_view,
@@ -56,10 +57,10 @@ class BatchPageController(Controller):
                 raise JobRequestError(400, {"error": "invalid", "field": "rows",
                                             "message": "Fill in at least one row."})
             batch, job_ids, _ = await services.batches.create(
-                user_id_of(user), body, services.settings.provider_name)
+                user.id, body, services.settings.provider_name)
         except JobRequestError as exc:
             return await self._refused(request, user, form, body, table_rows, exc, max_rows)
-        fresh = await users_db.by_id(services.db, user_id_of(user)) or user
+        fresh = await users_db.by_id(services.db, user.id) or user
         ctx = await generate_context(request, fresh, template_slug=body["templateSlug"],
                                      image_key=body["startKey"])
         notice = f"Batch “{batch['name']}” started: {_plural(len(job_ids))}."
@@ -68,7 +69,7 @@ class BatchPageController(Controller):
             'id="credits"', 'id="credits" hx-swap-oob="true"', 1)
         return Response(html, status_code=202, media_type="text/html")
 
-    async def _refused(self, request: Request, user: dict[str, Any], form: Any,
+    async def _refused(self, request: Request, user: User, form: Any,
                        body: dict[str, Any], table_rows: list[int], exc: JobRequestError,
                        max_rows: int) -> Response:
         """The form as typed, the refusal on its row and cell and under the table."""

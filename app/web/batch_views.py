@@ -12,7 +12,7 @@ from litestar.response import Template
 
 from app.db import batches as batches_db
 from app.jobs.batches import summary
-from app.web.auth import current_user, services_of, user_id_of
+from app.web.auth import current_user, services_of
 
 LABELS = {"pending": "Waiting", "processing": "Generating", "completed": "Ready",
           "partial": "Done, some failed", "failed": "Failed", "canceled": "Canceled"}
@@ -59,7 +59,7 @@ async def batch_rows(request: Request, batch_id: FromPath[str]) -> Template | Re
         return Response("", status_code=401)
     services = services_of(request)
     safe = batch_id if batch_id.isalnum() and len(batch_id) <= 64 else "invalid"
-    batch = await batches_db.get_owned(services.db, safe, user_id_of(user))
+    batch = await batches_db.get_owned(services.db, safe, user.id)
     if batch is None:
         return Response("", status_code=404)
     rows = summary(batch, await batches_db.jobs_of(services.db, [batch]))["rows"]

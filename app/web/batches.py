@@ -33,7 +33,7 @@ from app.web.answers import (
     ok,
 )
 from app.web.api import refused_form
-from app.web.auth import require_user, services_of, user_id_of
+from app.web.auth import require_user, services_of
 from app.web.request_docs import operation_with_body
 from app.web.responses import error, is_htmx
 
@@ -151,7 +151,7 @@ class BatchController(Controller):
 
     async def _owned(self, request: Request, batch_id: FromPath[str]) -> tuple[str, dict | None]:
         user = await require_user(request)
-        uid = user_id_of(user)
+        uid = user.id
         safe = batch_id if batch_id.isalnum() and len(batch_id) <= 64 else "invalid"
         return uid, await batches_db.get_owned(services_of(request).db, safe, uid)
 
@@ -173,7 +173,7 @@ class BatchController(Controller):
             return error(400, "invalid_json", "The body must be a JSON object", field="body")
         try:
             batch, job_ids, credits = await services.batches.create(
-                user_id_of(user), body, services.settings.provider_name)
+                user.id, body, services.settings.provider_name)
         except JobRequestError as exc:
             return Response(exc.body, status_code=exc.status)
         return Response(BatchAccepted(batch_id=str(batch["id"].id), job_ids=job_ids,
@@ -186,7 +186,7 @@ class BatchController(Controller):
                     offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0) -> BatchList:
         user = await require_user(request)
         db = services_of(request).db
-        rows = await batches_db.list_for(db, user_id_of(user), limit + 1, offset)
+        rows = await batches_db.list_for(db, user.id, limit + 1, offset)
         jobs = await batches_db.jobs_of(db, rows[:limit])
         return BatchList(batches=[await _out(request, b, jobs, False) for b in rows[:limit]],
                          next_offset=offset + limit if len(rows) > limit else None)

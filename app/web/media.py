@@ -6,7 +6,7 @@ from litestar import Request, Response, get
 from litestar.response import File
 
 from app.db import library as library_db
-from app.web.auth import current_user, services_of, user_id_of
+from app.web.auth import current_user, services_of
 from app.web.responses import error
 
 
@@ -18,14 +18,15 @@ async def media(request: Request, key: str) -> File | Response:
         return error(401, "not_signed_in", "Sign in first")
     services = services_of(request)
     storage = services.storage
-    owned = await library_db.get_owned(services.db, user_id_of(user), key)
-    if owned is None and await library_db.poster_owned(services.db, user_id_of(user), key):
-        owned = {"content_type": "image/jpeg"}  # a video's poster goes with the video
-    if owned is None or not hasattr(storage, "path_for"):
+    owned = await library_db.get_owned(services.db, user.id, key)
+    content_type = owned.content_type if owned else None
+    if owned is None and await library_db.poster_owned(services.db, user.id, key):
+        content_type = "image/jpeg"  # a video's poster goes with the video
+    if content_type is None or not hasattr(storage, "path_for"):
         return error(404, "not_found", "No such file")
     path = storage.path_for(key)
     if not path.is_file():
         return error(404, "not_found", "No such file")
-    return File(path=path, media_type=owned["content_type"], content_disposition_type="inline",
+    return File(path=path, media_type=content_type, content_disposition_type="inline",
                 headers={"Cache-Control": "private, max-age=3600",
                          "X-Content-Type-Options": "nosniff"})

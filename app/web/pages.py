@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, Parameter
@@ -19,6 +20,7 @@ from app.db import templates as templates_db
 from app.db import throttle as throttle_db
 from app.db import users as users_db
 from app.db.connection import Thrown
+from app.db.records import LibraryItem, User
 from app.emails import InvalidEmail, legacy_form, normalise_email
 from app.jobs.service import JobRequestError
 from app.web import sessions
@@ -29,7 +31,6 @@ from app.web.auth import (
     current_user,
     hash_password,
     services_of,
-    user_id_of,
     verify_password,
 )
 from app.web.batch_form import form_state
@@ -66,11 +67,17 @@ def safe_next(target: str | None) -> str:
     return target if not parts.scheme and not parts.netloc else "/"
 
 
-async def _images(request: Request, user_id: str) -> list[dict[str, Any]]:
+class ShownItem(LibraryItem, kw_only=True):
+    """A library item with the URLs its tile shows."""
+    url: str
+    poster_url: str | None = None
+
+
+async def _images(request: Request, user_id: str) -> list[ShownItem]:
     storage = services_of(request).storage
     items = await library_db.list_for(services_of(request).db, user_id)
-    return [{**i, "url": await storage.url(i["key"]),
-             "poster_url": await storage.url(i["poster_key"]) if i.get("poster_key") else None}
+    return [ShownItem(**msgspec.structs.asdict(i), url=await storage.url(i.key),
+                      poster_url=await storage.url(i.poster_key) if i.poster_key else None)
             for i in items]
 
 
@@ -81,26 +88,26 @@ async def job_urls(request: Request, rows: list[dict[str, Any]]) -> dict[str, st
 
 
 async def generate_context(
-    request: Request, user: dict[str, Any], *, template_slug: str | None = None,
+    request: Request, user: User, *, template_slug: str | None = None,
     image_key: str | None = None, values: dict[str, str] | None = None,
-    errors: dict[str, str] | None = None, images: list[dict[str, Any]] | None = None,
+    errors: dict[str, str] | None = None, images: list[ShownItem] | None = None,
 ) -> dict[str, Any]:
     """Everything the generate component needs, for both places it appears."""
     db = services_of(request).db
     templates = await templates_db.list_active(db)
     if images is None:
-        images = await _images(request, user_id_of(user))
-    image_list = [i for i in images if i["kind"] == "image"]
-    chosen = next((t for t in templates if t["slug"] == template_slug), None)
+        images = await _images(request, user.id)
+    image_list = [i for i in images if i.kind == "image"]
+    chosen = next((t for t in templates if t.slug == template_slug), None)
     chosen = chosen or (templates[0] if templates else None)
-    image = next((i for i in image_list if i["key"] == image_key), None)
+    image = next((i for i in image_list if i.key == image_key), None)
     image = image or (image_list[0] if image_list else None)
     return {"templates": templates, "template": chosen, "images": image_list, "image": image,
             "form_values": values or {}, "errors": errors or {}, "user": user,
-            "available": users_db.available(user)}
+            "available": user.available}
 
 
-async def _page(request: Request, name: str, user: dict[str, Any] | None, **ctx: Any) -> Template:
+async def _page(request: Request, name: str, user: User | None, **ctx: Any) -> Template:
     return Template(template_name=f"pages/{name}.html",
                     context={"user": user, "active_nav": name, **ctx})
 
@@ -113,7 +120,7 @@ def typed_values(payload: dict[str, Any]) -> dict[str, str]:
 
 
 async def generate_error_response(
-    request: Request, user: dict[str, Any], payload: dict[str, Any], exc: JobRequestError
+    request: Request, user: User, payload: dict[str, Any], exc: JobRequestError
 ) -> Response:
     """Re-render the form with what was typed and the server's message; add a toast."""
     fragments = services_of(request).fragments
@@ -134,13 +141,13 @@ async def generate_error_response(
 
 
 async def generate_success_response(
-    request: Request, user: dict[str, Any], payload: dict[str, Any], job: dict[str, Any]
+    request: Request, user: User, payload: dict[str, Any], job: dict[str, Any]
 ) -> Response:
     """The form stays as it was; the card and the notice about work in progress (now
     counting this job) arrive with the answer (the stream sends them too; the page keeps
     one of each, by id, the newest)."""
     services = services_of(request)
-    fresh = await users_db.by_id(services.db, user_id_of(user))
+    fresh = await users_db.by_id(services.db, user.id)
     values = typed_values(payload)
     ctx = await generate_context(request, fresh or user,
                                  template_slug=payload.get("templateSlug"),
@@ -149,7 +156,7 @@ async def generate_success_response(
     await f.durations.prime(services.db, [job])
     html = f.render("generate", **ctx, oob=False)
     html += _upsert("#job-list", "afterbegin", f.job_card(job))
-    html += _oob_toast((await services.notifier.progress_event(user_id_of(user))).data)
+    html += _oob_toast((await services.notifier.progress_event(user.id)).data)
     if fresh:
         html += f.credits(fresh).replace('id="credits"', 'id="credits" hx-swap-oob="true"', 1)
     return Response(html, status_code=202, media_type="text/html")
@@ -192,7 +199,7 @@ class PageController(Controller):
         user = await current_user(request)
         if user is None:
             return Redirect("/login")
-        uid = user_id_of(user)
+        uid = user.id
         items = await _images(request, uid)
         ctx = await generate_context(request, user, image_key=image, images=items)
         recent, urls, _ = await card_items(request, uid, limit=RECENT)
@@ -206,7 +213,7 @@ class PageController(Controller):
         if user is None:
             return Redirect("/login?next=/templates")
         ctx = await generate_context(request, user, template_slug=template, image_key=image)
-        recent, urls, _ = await card_items(request, user_id_of(user), limit=RECENT)
+        recent, urls, _ = await card_items(request, user.id, limit=RECENT)
         return await _page(request, "templates", user, gen=ctx, cards=recent, urls=urls,
                            selected=template)
 
@@ -220,7 +227,7 @@ class PageController(Controller):
         if user is None:
             return Redirect("/login?next=/jobs")
         db = services_of(request).db
-        uid = user_id_of(user)
+        uid = user.id
         selected = status if status in STATUS_FILTERS or status == "batches" else None
         cursor = _instant(before)
         start = await jobs_db.get_owned(db, _safe_id(job), uid) if job and not cursor else None
@@ -250,7 +257,7 @@ class PageController(Controller):
         if user is None:
             return Response("", status_code=401)
         services = services_of(request)
-        uid = user_id_of(user)
+        uid = user.id
         found = await jobs_db.get_owned(services.db, _safe_id(job_id), uid)
         if found is None:
             return Response("", status_code=404)
@@ -330,11 +337,13 @@ class PageController(Controller):
         if wait:
             await asyncio.sleep(wait)
         user = await users_db.by_typed_email(services.db, typed)
-        if not await verify_password(user["password_hash"] if user else None, password):
+        # checked for an unknown email too (against a dummy hash): both cost the same
+        matches = await verify_password(user.password_hash if user else None, password)
+        if not matches or user is None:
             return Template(template_name="pages/login.html", status_code=400, context={
                 "user": None, "next": target, "email": email, "error": LOGIN_FAILED})
         await throttle.succeeded(*keys)
-        sessions.begin(request, user_id_of(user))
+        sessions.begin(request, user.id)
         return Redirect(target, status_code=303)
 
     @post("/signup")
@@ -378,7 +387,7 @@ class PageController(Controller):
             return Template(template_name="pages/signup.html", status_code=400,
                             context={"user": None, "errors": errors, "email": email,
                                      "credits": settings.signup_credits})
-        sessions.begin(request, user_id_of(user))
+        sessions.begin(request, user.id)
         return Redirect("/", status_code=303)
 
     @post("/logout")

@@ -11,6 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from app.db.records import LibraryItem, User
 from app.db.templates import variable_labels
 from app.jobs.progress import Durations, estimate, eta_text, typical_text
 from app.jobs.states import FINAL, Status, public_status
@@ -149,8 +150,8 @@ class Fragments:
         return self.render("message_toast", kind=kind, message=message, link=link,
                            link_text=link_text)
 
-    def credits(self, user: dict[str, Any]) -> str:
+    def credits(self, user: User) -> str:
         return self.render("credits", user=user)
 
-    def library_tile(self, item: dict[str, Any], url: str, poster_url: str | None = None) -> str:
+    def library_tile(self, item: LibraryItem, url: str, poster_url: str | None = None) -> str:
         return self.render("library_tile", item=item, url=url, poster_url=poster_url)

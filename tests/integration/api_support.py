@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from app.db import jobs as jobs_db
 from app.db import users as users_db
+from app.db.records import User
 from app.main import create_app
 from app.settings import Settings
 from tests.helpers import Account
@@ -53,10 +54,10 @@ async def running_app(settings: Settings, *, idle: bool = False,
 def user_id(client: AsyncTestClient, email: str) -> str:
     user = in_app(client, users_db.by_email, client.app.state.services.db, email)
     assert user is not None, email
-    return str(user["id"].id)
+    return user.id
 
 
-def user_row(client: AsyncTestClient, email: str) -> dict[str, Any] | None:
+def user_row(client: AsyncTestClient, email: str) -> User | None:
     return in_app(client, users_db.by_email, client.app.state.services.db, email)
 
 

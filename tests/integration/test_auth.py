@@ -11,6 +11,7 @@ import httpx
 import pytest
 from litestar.testing import transport as test_transport
 
+from app.db.connection import rid
 from app.settings import Settings
 from app.web.auth import LoginThrottle
 from app.web.pages import LOGIN_FAILED
@@ -96,11 +97,11 @@ async def test_signup_grants_signup_credits_with_a_ledger_entry(client, settings
     assert me == {"email": "new.person@example.com", "credits": settings.signup_credits,
                   "available": settings.signup_credits}
     user = user_row(client, "new.person@example.com")
-    assert user["balance"] == settings.signup_credits == 1000
-    assert user["password_hash"].startswith("$argon2") and PASSWORD not in user["password_hash"]
+    assert user.balance == settings.signup_credits == 1000
+    assert user.password_hash.startswith("$argon2") and PASSWORD not in user.password_hash
     ledger = client.blocking_portal.call(
         client.app.state.services.db.read_one,
-        "SELECT amount, reason FROM ledger WHERE owner = $u", {"u": user["id"]})
+        "SELECT amount, reason FROM ledger WHERE owner = $u", {"u": rid("user", user.id)})
     assert ledger == [{"amount": 1000, "reason": "signup"}]
 
 
@@ -337,4 +338,4 @@ async def test_concurrent_signups_with_one_email_make_one_account(client):
         if r.status_code == 400:
             assert "An account with this email already exists" in r.text
     assert count(client, "user") == 1 and count(client, "ledger") == 1
-    assert user_row(client, "race@example.com")["balance"] == 1000
+    assert user_row(client, "race@example.com").balance == 1000

@@ -31,7 +31,7 @@ from app.db import backups as backups_db
 from app.db import jobs as jobs_db
 from app.db import templates as templates_db
 from app.db import users as users_db
-from app.db.connection import Database
+from app.db.connection import Database, rid
 from app.db.schema import apply_schema
 from app.db.templates import sync_catalogue
 from app.jobs.states import ACTIVE, Status
@@ -83,16 +83,17 @@ async def books(db: Database, email: str) -> dict[str, Any]:
     """A person's account as the database has it: balance against the ledger, holds against
     the active jobs, and per finished job its charges and library videos."""
     user = await users_db.by_email(db, email)
+    owner = {"u": rid("user", user.id)}
     ledger = await db.read_one("SELECT amount, reason, job, created_at, id FROM ledger "
                                "WHERE owner = $u "
-                               "ORDER BY created_at, id", {"u": user["id"]})
-    jobs = await db.read_one("SELECT * FROM video_job WHERE owner = $u", {"u": user["id"]})
+                               "ORDER BY created_at, id", owner)
+    jobs = await db.read_one("SELECT * FROM video_job WHERE owner = $u", owner)
     videos = await db.read_one("SELECT VALUE job FROM library WHERE owner = $u AND "
-                               "kind = 'video'", {"u": user["id"]})
+                               "kind = 'video'", owner)
     charges = [e["job"] for e in ledger if e["reason"] == "video"]
     active = [j for j in jobs if j["status"] in ACTIVE_VALUES]
-    return {"balance": user["balance"], "ledger_sum": sum(e["amount"] for e in ledger),
-            "ledger": ledger, "reserved": user["reserved"], "active_jobs": user["active_jobs"],
+    return {"balance": user.balance, "ledger_sum": sum(e["amount"] for e in ledger),
+            "ledger": ledger, "reserved": user.reserved, "active_jobs": user.active_jobs,
             "held": sum(j["credits"] for j in active), "active": len(active),
             "charges": charges, "videos": videos,
             "completed": sorted(str(j["id"].id) for j in jobs if j["status"] == "completed")}
@@ -111,11 +112,11 @@ async def craft_jobs(services: Any, owner_id: str, start_key: str) -> dict[str, 
         now = datetime.now(UTC)
         job_id = uuid.uuid4().hex
         record = {
-            "template": template["slug"], "template_name": template["name"],
+            "template": template.slug, "template_name": template.name,
             "start_key": start_key, "variables": {"PRODUCT": "Lamp"},
-            "prompt": "A lamp turning", "provider": "local", "endpoint": template["endpoint"],
-            "parameters": template.get("parameters") or {}, "status": "pending",
-            "credits": template["credits"], "deadline_at": now + timedelta(minutes=30),
+            "prompt": "A lamp turning", "provider": "local", "endpoint": template.endpoint,
+            "parameters": template.parameters, "status": "pending",
+            "credits": template.credits, "deadline_at": now + timedelta(minutes=30),
             "created_at": now, "updated_at": now, "due_at": now,
             "lease_owner": GONE, "lease_until": now + timedelta(hours=1),
         }
@@ -135,7 +136,7 @@ async def craft_jobs(services: Any, owner_id: str, start_key: str) -> dict[str, 
 
 
 def uid(server: LiveServer, email: str) -> str:
-    return str(server.run(users_db.by_email(server.services.db, email))["id"].id)
+    return server.run(users_db.by_email(server.services.db, email)).id
 
 
 # -- the whole thing -----------------------------------------------------------------------
@@ -391,7 +392,7 @@ async def small_backup(tmp_path) -> Path:
         await sync_catalogue(db)
         for email in ("ann@example.com", "ben@example.com"):
             user = await users_db.create(db, email, "hash", 300)
-            await users_db.grant(db, str(user["id"].id), 25, "grant")
+            await users_db.grant(db, user.id, 25, "grant")
         for i in range(3):
             path = settings.media_dir / f"users/u{i}/library/images/{i}.png"
             path.parent.mkdir(parents=True)
@@ -727,7 +728,7 @@ async def test_server_database_backup_and_restore(tmp_path, surreal_server_url,
         await apply_schema(db)
         await sync_catalogue(db)
         user = await users_db.create(db, "srv@example.com", "hash", 500)
-        await users_db.grant(db, str(user["id"].id), -120, "adjust")
+        await users_db.grant(db, user.id, -120, "adjust")
         result = await BackupService(source, db).run("test")
     finally:
         await db.close()
@@ -743,7 +744,7 @@ async def test_server_database_backup_and_restore(tmp_path, surreal_server_url,
     await db.connect()
     try:
         user = await users_db.by_email(db, "srv@example.com")
-        assert user["balance"] == 380 == await users_db.ledger_sum(db, str(user["id"].id))
+        assert user.balance == 380 == await users_db.ledger_sum(db, user.id)
         counts = await db.read_one("SELECT count() FROM user GROUP ALL")
         assert counts[0]["count"] == 1  # --force replaced, not added
     finally:

@@ -218,3 +218,16 @@ async def test_rerenders_keep_the_mode_and_the_rows(idle, alice, image):
     html = r.text
     assert 'hx-post="/api/templates/video"' in html and "batch-row" not in html
     assert re.search(r'id="var-MODEL" name="variables.MODEL" type="text"\s+value="S1"', html)
+
+
+async def test_form_fields_carry_the_catalogue_limits(idle, alice, image):
+    """Each variable's label, placeholder and maxLength from scripts/templates.json reach
+    the single form and the batch table's cells (the template is a typed record now)."""
+    r = await alice.get("/fragments/generate", params={"templateSlug": "car-commercial"})
+    single = cell(r.text, "variables.BRAND")
+    assert 'maxlength="40"' in single and 'placeholder="e.g. Aurora Motors"' in single
+    assert '<label for="var-BRAND">Brand</label>' in r.text
+    r = await alice.get("/fragments/generate", params={
+        "mode": "batch", "templateSlug": "product-turntable"})
+    assert 'maxlength="30"' in cell(r.text, "rows[0].variables.MATERIAL")
+    assert 'maxlength="40"' in cell(r.text, "rows[0].variables.PRODUCT")

@@ -53,7 +53,7 @@ async def image(alice) -> str:
 async def assert_nothing_made(account: Account, client) -> None:
     assert count(client, "batch") == 0 and count(client, "video_job") == 0
     user = user_row(client, account.email)
-    assert user["reserved"] == 0 and user["balance"] == 1000
+    assert user.reserved == 0 and user.balance == 1000
     assert (await account.get("/api/batches")).json()["batches"] == []
 
 
@@ -71,7 +71,7 @@ async def test_a_batch_reserves_every_row_and_reads_back(idle, alice, image):
     me = await alice.me()
     assert me["credits"] == 1000 and me["available"] == 1000 - 3 * PRICE
     # the rows don't count against the cap on single submissions
-    assert user_row(idle, alice.email)["active_jobs"] == 0
+    assert user_row(idle, alice.email).active_jobs == 0
 
     shown = (await alice.get(f"/api/batches/{made['batchId']}")).json()
     assert shown["name"] == "Spring spots" and shown["template"] == "car-commercial"
@@ -151,10 +151,10 @@ async def test_concurrent_batches_and_single_jobs_never_overspend(idle, alice, i
     user = user_row(idle, alice.email)
     if codes == [202, 402, 402, 402]:
         winner = next(a for a in answers if a.status_code == 202).json()
-        assert user["reserved"] == winner["credits"]
+        assert user.reserved == winner["credits"]
     else:  # the two single jobs both fit (160) when they win before either batch
-        assert codes == [202, 202, 402, 402] and user["reserved"] == 2 * PRICE
-    assert user["balance"] == 1000 and user["reserved"] <= 1000
+        assert codes == [202, 202, 402, 402] and user.reserved == 2 * PRICE
+    assert user.balance == 1000 and user.reserved <= 1000
 
 
 # -- cancel and retry ----------------------------------------------------------------------
@@ -167,7 +167,7 @@ async def test_cancel_cancels_every_row_once_and_releases_the_credits(idle, alic
     shown = answers[-1].json()
     assert (shown["status"], shown["canceled"], shown["charged"]) == ("canceled", 3, 0)
     user = user_row(idle, alice.email)
-    assert user["reserved"] == 0 and user["balance"] == 1000
+    assert user.reserved == 0 and user.balance == 1000
     assert count(idle, "ledger") == 1  # the welcome credits only
 
 
@@ -189,7 +189,7 @@ async def test_retry_failed_makes_one_new_job_per_failed_row_once(idle, alice, i
     assert [j["status"] for j in shown["jobs"]] == ["pending"] * 3
     assert [j["variables"]["MODEL"] for j in shown["jobs"]] == ["S1", "S2", "S3"]
     assert count(idle, "video_job") == 5
-    assert user_row(idle, alice.email)["reserved"] == 3 * PRICE
+    assert user_row(idle, alice.email).reserved == 3 * PRICE
     again = await alice.post(f"/api/batches/{made['batchId']}/retry-failed")
     assert again.json()["jobIds"] == [] and count(idle, "video_job") == 5
 
@@ -367,7 +367,7 @@ async def test_the_notice_about_work_in_progress_names_the_batch(idle, alice, im
     made = (await alice.post("/api/batches", json=batch(image, name="Spring spots"))).json()
     assert (await alice.submit(image)).status_code == 202  # and one job on its own
     notifier = idle.app.state.services.notifier
-    uid = str(user_row(idle, alice.email)["id"].id)
+    uid = user_row(idle, alice.email).id
     notice = in_app(idle, notifier.progress_event, uid).data
     assert "4 videos generating" in notice and "Spring spots: 3 of 3 to go" in notice
     jobs = idle.app.state.services.jobs

@@ -72,7 +72,7 @@ def _snapshot(client, settings, email: str) -> dict:
     return {
         "tables": {t: count(client, t) for t in ("user", "ledger", "library", "video_job",
                                                  "job_event")},
-        "jobs": sorted(jobs), "balance": user["balance"], "reserved": user["reserved"],
+        "jobs": sorted(jobs), "balance": user.balance, "reserved": user.reserved,
         "files": media_files(settings),
     }
 

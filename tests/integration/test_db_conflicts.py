@@ -14,6 +14,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.db import users as users_db
+from app.db.connection import rid
 from app.main import create_app
 from tests.fakes import db_conflicts
 from tests.fakes.fal_server import JobSpec
@@ -46,18 +47,18 @@ async def test_jobs_and_books_survive_write_conflicts(tmp_path, s3_server, fake_
         statuses = sorted(f["status"] for f in finals)
         services = c.app.state.services
         user = await users_db.by_email(services.db, person.email)
-        uid = str(user["id"].id)
+        uid = user.id
         ledger = await users_db.ledger_sum(services.db, uid)
         charges = await services.db.read_one(
             "SELECT job, count() AS n FROM ledger WHERE owner = $u AND reason = 'video' "
-            "GROUP BY job", {"u": user["id"]})
+            "GROUP BY job", {"u": rid("user", user.id)})
         videos = await services.db.read_one(
             "SELECT VALUE key FROM library WHERE owner = $u AND kind = 'video'",
-            {"u": user["id"]})
+            {"u": rid("user", user.id)})
     assert conflicts.injected >= 10  # the retry path really ran, many times
     completed = statuses.count("completed")
     assert statuses.count("failed") == 1 and completed in (4, 5)  # the cancel may lose a race
     assert set(statuses) <= {"completed", "failed", "canceled"}
     assert all(row["n"] == 1 for row in charges) and len(charges) == completed == len(videos)
-    assert user["balance"] == 1000 - 80 * completed == ledger
-    assert user["reserved"] == 0 and user["active_jobs"] == 0
+    assert user.balance == 1000 - 80 * completed == ledger
+    assert user.reserved == 0 and user.active_jobs == 0

@@ -179,7 +179,7 @@ def alice_id(server: LiveServer) -> str:
     from app.db import users as users_db
 
     user = server.run(users_db.by_email(server.services.db, "alice@example.com"))
-    return str(user["id"].id)
+    return user.id
 
 
 async def test_a_job_that_finished_while_away_is_announced_once(live_server):

@@ -49,7 +49,7 @@ async def carol(app_client) -> Account:
 async def _state(client, email):
     services = client.app.state.services
     user = await users_db.by_email(services.db, email)
-    uid = str(user["id"].id)
+    uid = user.id
     return user, await users_db.ledger_sum(services.db, uid), uid
 
 
@@ -73,7 +73,7 @@ async def test_full_path_through_fal_and_s3(carol, fake, s3_server):
     videos = [i for i in (await carol.get("/api/library")).json() if i["kind"] == "video"]
     assert len(videos) == 1
     user, ledger, _ = await _state(carol.client, carol.email)
-    assert user["balance"] == 1000 - 80 == ledger and user["reserved"] == 0
+    assert user.balance == 1000 - 80 == ledger and user.reserved == 0
     (job,) = [j for j in fake.jobs.values() if j.arguments.get("prompt") and
               j.request_id in fake.counts_by_job()]
     assert "Aurora" in job.arguments["prompt"]
@@ -111,7 +111,7 @@ async def test_provider_error_fails_with_fals_message(carol, fake):
     assert final["status"] == "failed"
     assert "NSFW" in final["error"]
     user, ledger, _ = await _state(carol.client, carol.email)
-    assert user["balance"] == 1000 == ledger and user["reserved"] == 0
+    assert user.balance == 1000 == ledger and user.reserved == 0
 
 
 @pytest.mark.parametrize("kind", ["submit", "status", "result", "video"])
@@ -122,7 +122,7 @@ async def test_transient_5xx_is_retried_to_success(carol, fake, kind):
     final = await carol.wait_status(job_id, timeout=30)
     assert final["status"] == "completed", final
     user, ledger, _ = await _state(carol.client, carol.email)
-    assert user["balance"] == 920 == ledger and user["reserved"] == 0
+    assert user.balance == 920 == ledger and user.reserved == 0
 
 
 async def test_missing_result_video_fails_clearly(carol, fake):
@@ -132,7 +132,7 @@ async def test_missing_result_video_fails_clearly(carol, fake):
     final = await carol.wait_status(job_id, timeout=30)
     assert final["status"] == "failed" and final["error"]
     user, _, _ = await _state(carol.client, carol.email)
-    assert user["reserved"] == 0 and user["balance"] == 1000
+    assert user.reserved == 0 and user.balance == 1000
 
 
 async def test_deadline_cancels_at_provider_and_fails(tmp_path, s3_server, fake):
@@ -146,7 +146,7 @@ async def test_deadline_cancels_at_provider_and_fails(tmp_path, s3_server, fake)
         assert "Timed out" in final["error"]
         assert fake.count("cancel") >= 1
         user, ledger, _ = await _state(c, "dave@example.com")
-        assert user["reserved"] == 0 and user["balance"] == 1000 == ledger
+        assert user.reserved == 0 and user.balance == 1000 == ledger
 
 
 async def test_cancel_reaches_the_provider(carol, fake):
@@ -207,6 +207,6 @@ async def test_webhook_completes_without_polling(tmp_path, s3_server, fake):
         assert counts["status"] == 0  # the safety check (30 s) never came due
         assert counts["submit"] == 1 and counts["result"] == 1
         user, ledger, _ = await _state(c, "erin@example.com")
-        assert user["balance"] == 920 == ledger
+        assert user.balance == 920 == ledger
         videos = [i for i in (await erin.get("/api/library")).json() if i["kind"] == "video"]
         assert len(videos) == 1

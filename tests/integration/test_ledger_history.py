@@ -8,13 +8,14 @@ import re
 
 from app.db import ledger as ledger_db
 from app.db import users as users_db
+from app.db.connection import rid
 from tests.helpers import Account
 from tests.integration.api_support import in_app, running_app, user_id
 
 
 async def test_pages_carry_a_running_balance_and_name_the_template(db):
     user = await users_db.create(db, "lee@example.com", "x", 1000)
-    uid = str(user["id"].id)
+    uid = user.id
     await db.write(
         "CREATE video_job:j1 CONTENT { owner: $u, template: 'car-commercial', "
         "template_name: 'Car commercial', start_key: 'k', variables: {}, prompt: 'p', "
@@ -22,20 +23,20 @@ async def test_pages_carry_a_running_balance_and_name_the_template(db):
         "deadline_at: time::now() };"
         "UPDATE $u SET balance -= 80;"
         "CREATE ledger CONTENT { owner: $u, amount: -80, reason: 'video', job: 'j1' };",
-        {"u": user["id"]})
+        {"u": rid("user", user.id)})
     for amount in (50, -30, 200):
         await users_db.grant(db, uid, amount, "grant")
-    balance = (await users_db.by_id(db, uid))["balance"]
+    balance = (await users_db.by_id(db, uid)).balance
     assert balance == 1000 - 80 + 50 - 30 + 200
 
     first = await ledger_db.history(db, uid, limit=3)
-    assert first["more"] is True
-    assert [(r["amount"], r["balance_after"]) for r in first["rows"]] == [
+    assert first.more is True
+    assert [(r.amount, r.balance_after) for r in first.rows] == [
         (200, balance), (-30, balance - 200), (50, balance - 170)]
-    rest = await ledger_db.history(db, uid, before=first["rows"][-1]["created_at"], limit=3)
-    assert rest["more"] is False
-    assert [(r["reason"], r["amount"], r["balance_after"], r.get("template_name"))
-            for r in rest["rows"]] == [("video", -80, 920, "Car commercial"),
+    rest = await ledger_db.history(db, uid, before=first.rows[-1].created_at, limit=3)
+    assert rest.more is False
+    assert [(r.reason, r.amount, r.balance_after, r.template_name)
+            for r in rest.rows] == [("video", -80, 920, "Car commercial"),
                                        ("signup", 1000, 1000, None)]
 
 

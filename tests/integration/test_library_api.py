@@ -63,7 +63,7 @@ async def test_upload_is_stored_under_a_key_named_for_its_decoded_format(
         assert served.headers["x-content-type-options"] == "nosniff"
         item = in_app(client, library_db.get_owned, client.app.state.services.db, uid,
                       body["key"])
-        assert item["content_type"] == ctype and item["size"] == len(content), name
+        assert item.content_type == ctype and item.size == len(content), name
 
 
 async def test_list_is_newest_first_and_delete_removes_file_and_item(client, settings, alice):
@@ -137,6 +137,20 @@ async def test_the_pages_upload_is_refused_as_a_200_naming_the_status(client, se
     assert r.headers["x-refused-status"] == "400" and r.headers["hx-reswap"] == "none"
     assert r.json() == plain.json() and r.json()["field"] == "file"
     assert media_files(settings) == [] and count(client, "library") == 0
+
+
+async def test_a_tile_is_named_by_its_record_on_the_page_and_in_the_upload_answer(
+        client, alice):
+    """The tile's stable id (`tile-{record key}`) is the same whoever renders it: the page's
+    upload answer (htmx) and the workspace."""
+    r = await alice.post("/api/library", headers={"hx-request": "true"},
+                         files={"file": ("a.png", image_bytes(), "image/png")})
+    assert r.status_code == 201, r.text
+    item = in_app(client, library_db.list_for, client.app.state.services.db,
+                  user_id(client, alice.email))[0]
+    tile = f'id="tile-{item.id}"'
+    assert re.fullmatch(r"[0-9a-z]+", item.id) and tile in r.text
+    assert tile in (await alice.get("/")).text
 
 
 async def test_decompression_bombs_are_refused(client, settings, alice):

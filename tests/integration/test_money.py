@@ -19,6 +19,7 @@ from litestar.testing import AsyncTestClient
 
 from app.db import jobs as jobs_db
 from app.db import users as users_db
+from app.db.connection import rid
 from app.db.idempotency import purge_expired
 from app.jobs.service import IdempotentReplay
 from app.main import create_app
@@ -59,13 +60,13 @@ async def until_status(client, job_id: str, status: str, timeout: float = 15) ->
 def books(client, email: str) -> dict[str, Any]:
     db = client.app.state.services.db
     user = in_app(client, users_db.by_email, db, email)
-    uid = str(user["id"].id)
-    return {"balance": user["balance"], "reserved": user["reserved"],
-            "active": user["active_jobs"],
+    uid = user.id
+    return {"balance": user.balance, "reserved": user.reserved,
+            "active": user.active_jobs,
             "ledger": in_app(client, users_db.ledger_sum, db, uid),
             "jobs": in_app(client, db.read_one,
                            "SELECT VALUE meta::id(id) FROM video_job WHERE owner = $u",
-                           {"u": user["id"]})}
+                           {"u": rid("user", user.id)})}
 
 
 def card_of(html: str, job_id: str) -> str:
@@ -317,8 +318,8 @@ async def test_a_refusal_is_not_remembered(settings):
         image = await person.upload()
         assert (await _submit(person, "k", image)).status_code == 402
         in_app(client, users_db.grant, client.app.state.services.db,
-               str(in_app(client, users_db.by_email, client.app.state.services.db,
-                          person.email)["id"].id), 100, "grant")
+               in_app(client, users_db.by_email, client.app.state.services.db,
+                      person.email).id, 100, "grant")
         first = await _submit(person, "k", image)
         assert first.status_code == 202
         assert (await _submit(person, "k", image)).json() == first.json()
@@ -336,7 +337,7 @@ async def test_concurrent_requests_with_one_key_make_one_job(settings):
         # on the app's own loop, every request has passed the first look-up before any
         # writes: only the transaction that records the job can catch the others
         services = client.app.state.services
-        uid = str(in_app(client, users_db.by_email, services.db, person.email)["id"].id)
+        uid = in_app(client, users_db.by_email, services.db, person.email).id
 
         async def race():
             return await asyncio.gather(*[
@@ -450,7 +451,7 @@ async def test_retries_and_keys_hold_across_processes(two_processes):
         db = await cluster.db()
         try:
             user = await users_db.by_email(db, person.email)
-            await users_db.set_admin(db, str(user["id"].id), True)
+            await users_db.set_admin(db, user.id, True)
         finally:
             await db.close()
         share_cookies(ca, cb)

@@ -114,12 +114,12 @@ async def make_admin(client, email: str) -> AsyncIterator[Account]:
         account = await Account.signup(browser, email)
         db = client.app.state.services.db
         user = in_app(client, users_db.by_email, db, email)
-        in_app(client, users_db.set_admin, db, str(user["id"].id), True)
+        in_app(client, users_db.set_admin, db, user.id, True)
         yield account
 
 
 def uid_of(client, email: str) -> str:
-    return str(in_app(client, users_db.by_email, client.app.state.services.db, email)["id"].id)
+    return in_app(client, users_db.by_email, client.app.state.services.db, email).id
 
 
 def job_of(client, job_id: str) -> dict[str, Any]:
@@ -516,7 +516,7 @@ def test_cli_jobs_list_show_retry_cancel(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert new_id in out and active not in out
     user = asyncio.run(_user(tmp_path, "gina@example.com"))
-    assert user["reserved"] == PRICE and user["active_jobs"] == 1  # only the retry holds
+    assert user.reserved == PRICE and user.active_jobs == 1  # only the retry holds
 
 
 def test_cli_jobs_commands_honour_the_database_lock(tmp_path):
@@ -560,7 +560,7 @@ async def _job_at_fal(data_dir: Path, key: str) -> tuple[str, str]:
 
     services = await open_services(Settings(data_dir=data_dir), with_driver=False)
     try:
-        uid = str((await users_db.by_email(services.db, "ivy@example.com"))["id"].id)
+        uid = (await users_db.by_email(services.db, "ivy@example.com")).id
         image = f"users/{uid}/library/start.png"
         await library_db.add(services.db, uid, image, "image", "image/png", 10)
         job = await services.jobs.create(uid, TEMPLATE, image, {"BRAND": "A", "MODEL": "B"},
@@ -588,7 +588,7 @@ async def _two_jobs(data_dir: Path) -> tuple[str, str]:
     services = await open_services(Settings(data_dir=data_dir), with_driver=False)
     try:
         user = await users_db.by_email(services.db, "gina@example.com")
-        uid = str(user["id"].id)
+        uid = user.id
         key = f"users/{uid}/library/start.png"
         data = png_bytes()
         await services.storage.put_bytes(key, data, "image/png")

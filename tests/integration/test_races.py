@@ -9,6 +9,7 @@ from litestar.testing import AsyncTestClient
 
 from app.db import jobs as jobs_db
 from app.db import users as users_db
+from app.db.connection import rid
 from app.jobs.driver import Driver
 from app.main import create_app
 from app.providers.fal import FalProvider
@@ -77,16 +78,17 @@ async def test_two_drivers_and_webhooks_on_the_same_jobs(tmp_path, s3_server, fa
         assert [f["status"] for f in finals] == ["completed"] * JOBS
         assert steps["first"] > 0 and steps["second"] > 0, steps  # both really took part
         user = await users_db.by_email(services.db, "race@example.com")
-        uid = str(user["id"].id)
-        assert user["balance"] == 1000 - 80 * JOBS == await users_db.ledger_sum(services.db, uid)
-        assert user["reserved"] == 0 and user["active_jobs"] == 0
+        uid = user.id
+        assert user.balance == 1000 - 80 * JOBS == await users_db.ledger_sum(services.db, uid)
+        assert user.reserved == 0 and user.active_jobs == 0
         charges = await services.db.read_one(
             "SELECT job, count() AS n FROM ledger WHERE owner = $u AND reason = 'video' "
-            "GROUP BY job", {"u": user["id"]})
+            "GROUP BY job", {"u": rid("user", user.id)})
         assert sorted(r["job"] for r in charges) == sorted(ids)
         assert all(r["n"] == 1 for r in charges)
         items = await services.db.read_one(
-            "SELECT VALUE key FROM library WHERE owner = $u AND kind = 'video'", {"u": user["id"]})
+            "SELECT VALUE key FROM library WHERE owner = $u AND kind = 'video'",
+            {"u": rid("user", user.id)})
         assert len(items) == len(set(items)) == JOBS
         submits = sum(cnt["submit"] for cnt in fake_fal.counts_by_job().values())
         assert submits == JOBS  # leases kept the two drivers off each other's jobs

@@ -88,7 +88,7 @@ async def test_ending_one_session_from_the_list(client, alice, services):
     await sign_in(phone, alice.email, agent="phone")
     user_id = str((await services.db.read_one(
         "SELECT VALUE id FROM user WHERE email = $e", {"e": alice.email}))[0].id)
-    keys = [s["key"] for s in await sessions_db.list_for(services.db, user_id)]
+    keys = [s.key for s in await sessions_db.list_for(services.db, user_id)]
     phone_key = sessions_db.key_of(phone.cookies.get("reelforge_session"))
     assert phone_key in keys and len(keys) == 2
     r = await client.post("/account/sessions/end",

@@ -24,5 +24,5 @@ async def test_generate_with_local_provider(alice, services):
     items = (await alice.get("/api/library")).json()
     assert [i["kind"] for i in items].count("video") == 1
     user = await users_db.by_email(services.db, "alice@example.com")
-    assert await users_db.ledger_sum(services.db, str(user["id"].id)) == user["balance"] == 920
-    assert user["reserved"] == 0 and user["active_jobs"] == 0
+    assert await users_db.ledger_sum(services.db, user.id) == user.balance == 920
+    assert user.reserved == 0 and user.active_jobs == 0

@@ -65,7 +65,7 @@ async def assert_nothing_happened(account: Account, client, available: int = 100
     assert (await jobs_of(account))["jobs"] == []
     assert count(client, "video_job") == 0 and count(client, "job_event") == 0
     user = user_row(client, account.email)
-    assert user["reserved"] == 0 and user["active_jobs"] == 0
+    assert user.reserved == 0 and user.active_jobs == 0
 
 
 # -- the happy path ------------------------------------------------------------------------
@@ -276,10 +276,10 @@ async def test_concurrent_submissions_reserve_exactly_what_fits(roomy):
     assert len(job_ids) == fits
 
     user = user_row(roomy, alice.email)
-    assert user["balance"] == fits * PRICE and user["reserved"] == fits * PRICE
-    assert user["active_jobs"] == fits
+    assert user.balance == fits * PRICE and user.reserved == fits * PRICE
+    assert user.active_jobs == fits
     db = roomy.app.state.services.db
-    assert in_app(roomy, users_db.ledger_sum, db, uid) == user["balance"]
+    assert in_app(roomy, users_db.ledger_sum, db, uid) == user.balance
     assert count(roomy, "video_job") == fits
     assert {j["jobId"] for j in (await jobs_of(alice, limit=100))["jobs"]} == job_ids
     assert (await alice.me())["available"] == 0
@@ -386,7 +386,7 @@ async def test_cancel_own_job_releases_its_reservation(idle, alice, image):
     r = await alice.post("/api/templates/video/cancel", params={"jobId": job_id})
     assert r.status_code == 200 and r.json()["status"] == "canceled"
     user = user_row(idle, alice.email)
-    assert user["reserved"] == 0 and user["active_jobs"] == 0 and user["balance"] == 1000
+    assert user.reserved == 0 and user.active_jobs == 0 and user.balance == 1000
     uid = user_id(idle, alice.email)
     assert in_app(idle, users_db.ledger_sum, idle.app.state.services.db, uid) == 1000
 

@@ -31,7 +31,7 @@ async def _job(db, owner, job_id: str, status: str, ended_days_ago: float | None
 
 async def test_only_timelines_of_jobs_ended_before_the_cutoff_are_pruned(db):
     user = await users_db.create(db, "prune@example.com", "x", 100)
-    owner = user["id"]
+    owner = rid("user", user.id)
     await _job(db, owner, "oldok", "completed", ended_days_ago=40)
     await _job(db, owner, "oldfail", "failed", ended_days_ago=31)
     await _job(db, owner, "young", "completed", ended_days_ago=5)
@@ -53,7 +53,7 @@ async def test_pruning_walks_more_than_one_batch(db, monkeypatch):
     monkeypatch.setattr(jobs_db, "PRUNE_BATCH", 4)
     user = await users_db.create(db, "batch@example.com", "x", 100)
     for n in range(7):
-        await _job(db, user["id"], f"j{n}", "completed", ended_days_ago=40 + n)
+        await _job(db, rid("user", user.id), f"j{n}", "completed", ended_days_ago=40 + n)
     assert await jobs_db.prune_timelines(db, 30 * DAY) == 7
     assert await db.read_one("SELECT * FROM job_event") == []
 
@@ -62,7 +62,7 @@ async def test_the_housekeeping_round_prunes_with_the_configured_retention(db):
     from app.db import housekeeping
 
     user = await users_db.create(db, "house@example.com", "x", 100)
-    await _job(db, user["id"], "month", "canceled", ended_days_ago=10)
+    await _job(db, rid("user", user.id), "month", "canceled", ended_days_ago=10)
     await housekeeping.purge_expired(db, timeline_days=0)  # 0: kept for good
     assert len(await jobs_db.timeline(db, "month")) == 3
     await housekeeping.purge_expired(db, timeline_days=30)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from markupsafe import escape
 
+from app.db import library as library_db
 from app.db import users as users_db
 from app.jobs.states import FINAL, Status
 from tests.helpers import Account
@@ -95,8 +96,8 @@ async def test_fragments_and_stream_events_render_payloads_escaped(idle, world):
     assert_escaped(f.message_toast("error", SCRIPT, "/account", IMG), SCRIPT, IMG,
                    where="message toast")
     uid = user_id(idle, alice.email)
-    item = in_app(idle, services.db.read_one, "SELECT * FROM ONLY library LIMIT 1")
-    assert item["name"] == SCRIPT + ".png"
+    item = in_app(idle, library_db.list_for, services.db, uid)[0]
+    assert item.name == SCRIPT + ".png"
     assert_escaped(f.library_tile(item, "/media/" + key), SCRIPT, where="library tile")
     # what the event stream sends first on connect (job cards, toasts, credits)
     events = in_app(idle, services.notifier.snapshot, uid)

@@ -1,20 +1,23 @@
+import msgspec
 import pytest
 
+from app.db.records import Template
 from app.jobs.prompts import VariableError, check_variables, clean_value, fill_prompt
 
-TEMPLATE = {
-    "prompt": "A {{BRAND}} {{MODEL}} on a coastal road.",
+TEMPLATE = msgspec.convert({
+    "id": "cars", "slug": "cars", "name": "Cars", "description": "", "endpoint": "e",
+    "credits": 1, "prompt": "A {{BRAND}} {{MODEL}} on a coastal road.",
     "variables": [
         {"name": "BRAND", "label": "Brand", "required": True, "maxLength": 20},
         {"name": "MODEL", "label": "Model", "required": False, "maxLength": 10, "default": "GT"},
     ],
-}
+}, Template)
 
 
 def test_fill_is_single_pass():
     values = check_variables(TEMPLATE, {"BRAND": "{{MODEL}}", "MODEL": "X"})
     # The braces are defused and never expanded into another variable's value.
-    assert fill_prompt(TEMPLATE["prompt"], values) == "A { {MODEL} } X on a coastal road."
+    assert fill_prompt(TEMPLATE.prompt, values) == "A { {MODEL} } X on a coastal road."
 
 
 def test_newlines_and_controls_become_spaces():
