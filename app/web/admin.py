@@ -24,6 +24,7 @@ from app.jobs.states import Status
 from app.observability.logging import get_logger
 from app.web.admin_view import admin_job_view
 from app.web.auth import services_of, user_id_of
+from app.web.job_filters import safe_id
 
 log = get_logger("reelforge.admin")
 PAGE_SIZE = 50
@@ -74,10 +75,6 @@ def _url(path: str, **params: Any) -> str:
     kept = {k: v for k, v in params.items()
             if v not in (None, "") and not (k == "page" and v == 1)}
     return f"{path}?{urlencode(kept)}" if kept else path
-
-
-def _safe_id(job_id: str) -> str:
-    return job_id if job_id.isalnum() and len(job_id) <= 64 else "invalid"
 
 
 class AdminController(Controller):
@@ -178,7 +175,7 @@ class AdminController(Controller):
 
 
 async def _get_job(request: Request, job_id: str) -> dict[str, Any]:
-    job = await jobs_db.get(services_of(request).db, _safe_id(job_id))
+    job = await jobs_db.get(services_of(request).db, safe_id(job_id))
     if job is None:
         raise NotFoundException()
     return job
@@ -194,6 +191,6 @@ async def _job_page(
     return Template(template_name="pages/admin_job.html", status_code=status, context={
         "user": _admin(request), "active_nav": "admin",
         "j": admin_job_view(job, owner["email"] if owner else None),
-        "timeline": await jobs_db.timeline(db, _safe_id(job_id)),
+        "timeline": await jobs_db.timeline(db, safe_id(job_id)),
         "notice": notice, "error": error,
     })

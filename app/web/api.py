@@ -22,10 +22,12 @@ from app.jobs.service import (
     JobRequestError,
     accepted_body,
 )
-from app.jobs.states import FINAL, Status, public_status
+from app.jobs.states import Status, public_status
 from app.storage.posters import poster_key
 from app.web.auth import require_user, services_of, user_id_of
-from app.web.responses import error, is_htmx, over_quota
+from app.web.generate import generate_error_response, generate_success_response
+from app.web.job_filters import STATUS_FILTERS, safe_id
+from app.web.responses import error, is_htmx, over_quota, refused_form
 from app.web.schemas import (
     BAD_REQUEST,
     IDEMPOTENCY_KEY_SCHEMA,
@@ -54,16 +56,11 @@ from app.web.schemas import (
 )
 from app.web.uploads import MAX_UPLOAD_BYTES, UploadRejected, check_image
 
-REFUSED_HEADER = "X-Refused-Status"  # see refused_form()
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # what IDEMPOTENCY_KEY_SCHEMA documents
 # jobId on status and cancel: checked by the handlers, so that a missing one is answered in
 # the API's own error shape (naming the field), not the framework's.
 JobIdParam = Annotated[str | None, Parameter(query="jobId", required=True,
                                              schema_extra=JOB_ID_SCHEMA)]
-STATUS_FILTERS = {
-    "active": sorted(s.value for s in Status if s not in FINAL),
-    "completed": ["completed"], "failed": ["failed"], "canceled": ["canceled"],
-}
 
 
 def template_json(t: dict[str, Any]) -> dict[str, Any]:
@@ -263,20 +260,14 @@ class ApiController(Controller):
             # The first answer again. The page gets the job's current card and toast.
             first = await jobs_db.get(services.db, replay.job_id)
             if is_htmx(request) and first is not None:
-                from app.web.pages import generate_success_response
-
                 return await generate_success_response(request, user, payload, first)
             return Response(replay.body, status_code=replay.status)
         except JobRequestError as exc:
             if is_htmx(request) and exc.body.get("field") != IDEMPOTENCY_HEADER:
-                from app.web.pages import generate_error_response
-
                 return refused_form(await generate_error_response(request, user, payload, exc),
                                     exc.status)
             return Response(exc.body, status_code=exc.status)
         if is_htmx(request):
-            from app.web.pages import generate_success_response
-
             return await generate_success_response(request, user, payload, job)
         return Response(accepted_body(str(job["id"].id), job["credits"]), status_code=202)
 
@@ -289,7 +280,7 @@ class ApiController(Controller):
         user = await require_user(request)
         if job_id is None:
             return _missing_job_id()
-        job = await jobs_db.get_owned(services_of(request).db, _safe_id(job_id), user_id_of(user))
+        job = await jobs_db.get_owned(services_of(request).db, safe_id(job_id), user_id_of(user))
         if job is None:
             return error(404, "not_found", "No such job", field="jobId")
         return Response(await job_status_json(request, job))
@@ -306,7 +297,7 @@ class ApiController(Controller):
             return _missing_job_id()
         services = services_of(request)
         try:
-            job = await services.jobs.cancel(user_id_of(user), _safe_id(job_id))
+            job = await services.jobs.cancel(user_id_of(user), safe_id(job_id))
         except JobRequestError as exc:
             return Response(exc.body, status_code=exc.status)
         if is_htmx(request):
@@ -333,20 +324,6 @@ class ApiController(Controller):
                          "nextOffset": offset + limit if len(rows) > limit else None})
 
 
-def refused_form(response: Response, status: int) -> Response:
-    """A refused request from a page's form (htmx): the answer is what the page shows (the
-    generate form as typed with the server's message, or an upload's error), so it is a
-    200 with the status a JSON client gets in REFUSED_HEADER. A 4xx would make the browser
-    log "Failed to load resource" for every typo; JSON clients still get 400/402/404/413/
-    429 exactly as documented. A JSON answer swaps nothing (static/app.js shows it)."""
-    response.status_code = 200
-    response.headers[REFUSED_HEADER] = str(status)
-    response.headers["Cache-Control"] = "no-store"
-    if not str(response.media_type or "").startswith("text/html"):
-        response.headers["HX-Reswap"] = "none"
-    return response
-
-
 def _upload_refused(request: Request, response: Response) -> Response:
     return refused_form(response, response.status_code) if is_htmx(request) else response
 
@@ -354,11 +331,6 @@ def _upload_refused(request: Request, response: Response) -> Response:
 def _missing_job_id() -> Response:
     return error(400, "invalid", "jobId is required: the jobId that POST /api/templates/video "
                  "answered", field="jobId")
-
-
-def _safe_id(job_id: str) -> str:
-    """Job ids are uuid hex; anything else simply matches no job."""
-    return job_id if job_id.isalnum() and len(job_id) <= 64 else "invalid"
 
 
 async def _submission(request: Request) -> dict[str, Any] | Response:

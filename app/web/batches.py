@@ -23,9 +23,8 @@ from app.jobs.batches import file_names, summary
 from app.jobs.service import JobRequestError
 from app.jobs.states import public_status
 from app.storage.base import Storage
-from app.web.api import refused_form
 from app.web.auth import require_user, services_of, user_id_of
-from app.web.responses import error, is_htmx
+from app.web.responses import error, is_htmx, refused_form
 from app.web.schemas import (
     BAD_REQUEST,
     NOT_FOUND,

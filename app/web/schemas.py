@@ -7,7 +7,7 @@ running app (tests/integration/test_schema_fuzz.py). Every JSON error is an `Api
 detail (402: `required`/`available`; 429: `limit`; 409: `status`; a parameter that failed
 validation: `detail`). The pages' own htmx form posts (header `HX-Request: true`) are not
 JSON clients: a refused submission or upload answers them 200 with what the page shows and
-the status above in `X-Refused-Status` (app/web/api.py refused_form)."""
+the status above in `X-Refused-Status` (app/web/responses.py refused_form)."""
 
 from __future__ import annotations
 
