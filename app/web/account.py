@@ -9,8 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from app.db import jobs as jobs_db
@@ -94,8 +93,8 @@ class AccountController(Controller):
         })
 
     @get("/", name="account")
-    async def account(self, request: Request, notice: str | None = None,
-                      before: str | None = None) -> Template | Redirect:
+    async def account(self, request: Request, notice: FromQuery[str | None] = None,
+                      before: FromQuery[str | None] = None) -> Template | Redirect:
         user = await current_user(request)
         if user is None:
             return Redirect("/login?next=/account")
@@ -114,7 +113,7 @@ class AccountController(Controller):
     @post("/sessions/end")
     async def end_one(
         self, request: Request,
-        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
+        data: URLEncodedBody[dict[str, str]],
     ) -> Redirect:
         user = await current_user(request)
         if user is None:
@@ -128,7 +127,7 @@ class AccountController(Controller):
     @post("/password")
     async def change_password(
         self, request: Request,
-        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
+        data: URLEncodedBody[dict[str, str]],
     ) -> Template | Redirect:
         user = await current_user(request)
         if user is None:

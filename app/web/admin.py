@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
-from litestar.params import QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -86,7 +86,8 @@ class AdminController(Controller):
     async def queue(
         self, request: Request,
         state_filter: Annotated[str | None, QueryParameter(name="state")] = None,
-        template: str | None = None, owner: str | None = None, page: int = 1,
+        template: FromQuery[str | None] = None, owner: FromQuery[str | None] = None,
+        page: FromQuery[int] = 1,
     ) -> Template:
         services = services_of(request)
         db = services.db
@@ -128,11 +129,12 @@ class AdminController(Controller):
         })
 
     @get("/jobs/{job_id:str}", name="admin_job")
-    async def job(self, request: Request, job_id: str, done: str | None = None) -> Template:
+    async def job(self, request: Request, job_id: FromPath[str],
+                  done: FromQuery[str | None] = None) -> Template:
         return await _job_page(request, job_id, notice=NOTICES.get(done or ""))
 
     @post("/jobs/{job_id:str}/cancel")
-    async def cancel(self, request: Request, job_id: str) -> Response | Template:
+    async def cancel(self, request: Request, job_id: FromPath[str]) -> Response | Template:
         services = services_of(request)
         job = await _get_job(request, job_id)
         try:
@@ -145,7 +147,7 @@ class AdminController(Controller):
         return Redirect(f"/admin/jobs/{job_id}?done=canceled", status_code=303)
 
     @post("/jobs/{job_id:str}/retry")
-    async def retry(self, request: Request, job_id: str) -> Response | Template:
+    async def retry(self, request: Request, job_id: FromPath[str]) -> Response | Template:
         services = services_of(request)
         await _get_job(request, job_id)
         try:  # one retry per job, whoever asks: a second one is sent to the first's job
@@ -160,7 +162,7 @@ class AdminController(Controller):
         return Redirect(f"/admin/jobs/{new_id}?done={done}", status_code=303)
 
     @post("/jobs/{job_id:str}/release")
-    async def release(self, request: Request, job_id: str) -> Response | Template:
+    async def release(self, request: Request, job_id: FromPath[str]) -> Response | Template:
         services = services_of(request)
         await _get_job(request, job_id)
         released = await jobs_db.release_lease(services.db, job_id, ACTIVE_VALUES,

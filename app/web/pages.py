@@ -8,8 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from litestar import Controller, Request, Response, get, post
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from app.db import batches as batches_db
@@ -99,7 +98,8 @@ class PageController(Controller):
     include_in_schema = False  # HTML pages and forms; /schema documents the JSON API
 
     @get("/", name="workspace")
-    async def workspace(self, request: Request, image: str | None = None) -> Template | Redirect:
+    async def workspace(self, request: Request,
+                        image: FromQuery[str | None] = None) -> Template | Redirect:
         user = await current_user(request)
         if user is None:
             return Redirect("/login")
@@ -111,8 +111,8 @@ class PageController(Controller):
                            urls=urls)
 
     @get("/templates", name="templates")
-    async def templates(self, request: Request, template: str | None = None,
-                        image: str | None = None) -> Template | Redirect:
+    async def templates(self, request: Request, template: FromQuery[str | None] = None,
+                        image: FromQuery[str | None] = None) -> Template | Redirect:
         user = await current_user(request)
         if user is None:
             return Redirect("/login?next=/templates")
@@ -122,8 +122,9 @@ class PageController(Controller):
                            selected=template)
 
     @get("/jobs", name="jobs")
-    async def jobs(self, request: Request, status: str | None = None,
-                   before: str | None = None, job: str | None = None) -> Template | Redirect:
+    async def jobs(self, request: Request, status: FromQuery[str | None] = None,
+                   before: FromQuery[str | None] = None,
+                   job: FromQuery[str | None] = None) -> Template | Redirect:
         """The person's jobs, newest first, JOBS_PAGE at a time. `before` (a created_at
         from the Load more link) continues the list; htmx gets only the next cards. `job`
         starts the list at that job (the Account history links to it)."""
@@ -152,7 +153,7 @@ class PageController(Controller):
         return await _page(request, "jobs", user, **ctx)
 
     @get("/jobs/{job_id:str}/thumbnail")
-    async def job_thumbnail(self, request: Request, job_id: str) -> Response | Redirect:
+    async def job_thumbnail(self, request: Request, job_id: FromPath[str]) -> Response | Redirect:
         """A job's picture for its card: the video's poster once there is one, else the
         start image while it is in the library, else a neutral placeholder. A redirect,
         so every place a card is rendered (pages, the stream, API answers) needs only the
@@ -177,8 +178,8 @@ class PageController(Controller):
     @get("/fragments/generate")
     async def generate_fragment(
         self, request: Request,
-        template_slug: Annotated[str | None, Parameter(query="templateSlug")] = None,
-        start_key: Annotated[str | None, Parameter(query="startKey")] = None,
+        template_slug: Annotated[str | None, QueryParameter(name="templateSlug")] = None,
+        start_key: Annotated[str | None, QueryParameter(name="startKey")] = None,
     ) -> Template | Response:
         user = await current_user(request)
         if user is None:
@@ -192,8 +193,8 @@ class PageController(Controller):
 
     @get("/fragments/panel")
     async def panel_fragment(
-        self, request: Request, image: str | None = None,
-        template_slug: Annotated[str | None, Parameter(query="templateSlug")] = None,
+        self, request: Request, image: FromQuery[str | None] = None,
+        template_slug: Annotated[str | None, QueryParameter(name="templateSlug")] = None,
     ) -> Template | Response:
         """The workspace panel for `image`; the form keeps the template and anything typed
         that came along (`variables.NAME`)."""
@@ -210,7 +211,7 @@ class PageController(Controller):
 
     # -- sign-in -------------------------------------------------------------------
     @get("/login", name="login")
-    async def login_page(self, request: Request, next: str | None = None) -> Template:
+    async def login_page(self, request: Request, next: FromQuery[str | None] = None) -> Template:
         return await _page(request, "login", None, next=safe_next(next), error=None, email="")
 
     @get("/signup", name="signup")
@@ -221,7 +222,7 @@ class PageController(Controller):
     @post("/login")
     async def login(
         self, request: Request,
-        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
+        data: URLEncodedBody[dict[str, str]],
     ) -> Template | Redirect:
         services = services_of(request)
         typed = data.get("email") or ""
@@ -251,7 +252,7 @@ class PageController(Controller):
     @post("/signup")
     async def signup(
         self, request: Request,
-        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
+        data: URLEncodedBody[dict[str, str]],
     ) -> Template | Redirect:
         services = services_of(request)
         settings = services.settings
