@@ -15,7 +15,7 @@ from app.jobs.service import JobRequestError
 from app.web.auth import services_of, user_id_of
 
 
-async def library_images(request: Request, user_id: str) -> list[dict[str, Any]]:
+async def library_images(request: Request[Any, Any, Any], user_id: str) -> list[dict[str, Any]]:
     storage = services_of(request).storage
     items = await library_db.list_for(services_of(request).db, user_id)
     return [{**i, "url": await storage.url(i["key"]),
@@ -24,7 +24,7 @@ async def library_images(request: Request, user_id: str) -> list[dict[str, Any]]
 
 
 async def generate_context(
-    request: Request, user: dict[str, Any], *, template_slug: str | None = None,
+    request: Request[Any, Any, Any], user: dict[str, Any], *, template_slug: str | None = None,
     image_key: str | None = None, values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None, images: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -51,8 +51,9 @@ def typed_values(payload: dict[str, Any]) -> dict[str, str]:
 
 
 async def generate_error_response(
-    request: Request, user: dict[str, Any], payload: dict[str, Any], exc: JobRequestError
-) -> Response:
+    request: Request[Any, Any, Any], user: dict[str, Any], payload: dict[str, Any],
+    exc: JobRequestError,
+) -> Response[Any]:
     """Re-render the form with what was typed and the server's message; add a toast."""
     fragments = services_of(request).fragments
     field = exc.body.get("field")
@@ -72,8 +73,9 @@ async def generate_error_response(
 
 
 async def generate_success_response(
-    request: Request, user: dict[str, Any], payload: dict[str, Any], job: dict[str, Any]
-) -> Response:
+    request: Request[Any, Any, Any], user: dict[str, Any], payload: dict[str, Any],
+    job: dict[str, Any],
+) -> Response[Any]:
     """The form stays as it was; the card and the notice about work in progress (now
     counting this job) arrive with the answer (the stream sends them too; the page keeps
     one of each, by id, the newest)."""
@@ -87,7 +89,9 @@ async def generate_success_response(
     await f.durations.prime(services.db, [job])
     html = f.render("generate", **ctx, oob=False)
     html += _upsert("#job-list", "afterbegin", f.job_card(job))
-    html += _oob_toast((await services.notifier.progress_event(user_id_of(user))).data)
+    notifier = services.notifier
+    assert notifier is not None  # opened with the services, before any request
+    html += _oob_toast((await notifier.progress_event(user_id_of(user))).data)
     if fresh:
         html += f.credits(fresh).replace('id="credits"', 'id="credits" hx-swap-oob="true"', 1)
     return Response(html, status_code=202, media_type="text/html")

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Request, Response
 from pydantic import ByteSize
 
 REFUSED_HEADER = "X-Refused-Status"  # see refused_form()
 
 
-def error(status: int, code: str, message: str, field: str | None = None) -> Response:
+def error(status: int, code: str, message: str, field: str | None = None) -> Response[Any]:
     body = {"error": code, "message": message}
     if field:
         body["field"] = field
     return Response(body, status_code=status)
 
 
-def is_htmx(request: Request) -> bool:
+def is_htmx(request: Request[Any, Any, Any]) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
@@ -24,7 +26,7 @@ def human_bytes(n: int) -> str:
     return ByteSize(n).human_readable(separator=" ")
 
 
-def over_quota(used: int, size: int, quota: int) -> Response:
+def over_quota(used: int, size: int, quota: int) -> Response[Any]:
     """413 for an upload that would take a person's library over STORAGE_QUOTA: the field,
     the numbers, and what to do."""
     message = (f"Not enough storage: your library uses {human_bytes(used)} of "
@@ -34,7 +36,7 @@ def over_quota(used: int, size: int, quota: int) -> Response:
                      "used": used, "quota": quota, "size": size}, status_code=413)
 
 
-def refused_form(response: Response, status: int) -> Response:
+def refused_form(response: Response[Any], status: int) -> Response[Any]:
     """A refused request from a page's form (htmx): the answer is what the page shows (the
     generate form as typed with the server's message, or an upload's error), so it is a
     200 with the status a JSON client gets in REFUSED_HEADER. A 4xx would make the browser
