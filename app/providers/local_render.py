@@ -21,6 +21,7 @@ import subprocess
 import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -388,8 +389,7 @@ def _caption_overlay(text: str, width: int, height: int) -> Image.Image:
     return overlay
 
 
-
-async def _spawn(args: list[str]) -> tuple[subprocess.Popen, asyncio.StreamReader,
+async def _spawn(args: list[str]) -> tuple[subprocess.Popen[bytes], asyncio.StreamReader,
                                            asyncio.StreamReader]:
     """Start `args`, its stdout and stderr read on the event loop. It is started from a
     worker thread, not by the loop: uvloop forks on the loop's thread and runs Python's
@@ -410,7 +410,7 @@ async def _spawn(args: list[str]) -> tuple[subprocess.Popen, asyncio.StreamReade
         readers = []
         for pipe in (process.stdout, process.stderr):
             reader = asyncio.StreamReader()
-            await loop.connect_read_pipe(lambda r=reader: asyncio.StreamReaderProtocol(r), pipe)
+            await loop.connect_read_pipe(partial(asyncio.StreamReaderProtocol, reader), pipe)
             readers.append(reader)
     except BaseException:
         _kill(process)
@@ -418,7 +418,7 @@ async def _spawn(args: list[str]) -> tuple[subprocess.Popen, asyncio.StreamReade
     return process, readers[0], readers[1]
 
 
-def _kill(process: subprocess.Popen) -> None:
+def _kill(process: subprocess.Popen[bytes]) -> None:
     """End a render's ffmpeg now (SIGKILL, then reaped: it exits at once)."""
     with contextlib.suppress(ProcessLookupError):
         process.kill()
