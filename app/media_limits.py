@@ -1,5 +1,5 @@
 """Limits on images, shared by the upload check (app/web/uploads.py) and the local renderer
-(app/providers/local.py): one number in one place, so the library never accepts an image
+(app/providers/local_render.py): one number in one place, so the library never accepts an image
 that a render would then refuse."""
 
 from __future__ import annotations

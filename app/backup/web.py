@@ -14,6 +14,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -80,7 +81,7 @@ class BackupController(Controller):
     include_in_schema = False
 
     @get("/", middleware=[admin_only], name="admin_backups")
-    async def page(self, request: Request, done: str | None = None) -> Template:
+    async def page(self, request: Request, done: FromQuery[str | None] = None) -> Template:
         written = done if done and NAME.fullmatch(done) else None
         return await _page(request, notice=f"Backup {written} was written." if written else None)
 

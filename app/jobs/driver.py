@@ -559,7 +559,7 @@ async def _retry(fn, *args):
     """A few quick in-step retries of transient errors; beyond them the step is rescheduled."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(TRANSIENT),
-        wait=wait_exponential_jitter(initial=0.2, max=2.0),
+        wait=wait_exponential_jitter(multiplier=0.2, max=2.0),
         stop=stop_after_attempt(3),
         reraise=True,
     ):

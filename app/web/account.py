@@ -8,8 +8,7 @@ import asyncio
 from datetime import datetime
 
 from litestar import Controller, Request, get, post
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from app.db import jobs as jobs_db
@@ -93,8 +92,8 @@ class AccountController(Controller):
         })
 
     @get("/", name="account")
-    async def account(self, request: Request, notice: str | None = None,
-                      before: str | None = None) -> Template | Redirect:
+    async def account(self, request: Request, notice: FromQuery[str | None] = None,
+                      before: FromQuery[str | None] = None) -> Template | Redirect:
         user = await current_user(request)
         if user is None:
             return Redirect("/login?next=/account")
@@ -113,7 +112,7 @@ class AccountController(Controller):
     @post("/sessions/end")
     async def end_one(
         self, request: Request,
-        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
+        data: URLEncodedBody[dict[str, str]],
     ) -> Redirect:
         user = await current_user(request)
         if user is None:
@@ -127,7 +126,7 @@ class AccountController(Controller):
     @post("/password")
     async def change_password(
         self, request: Request,
-        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
+        data: URLEncodedBody[dict[str, str]],
     ) -> Template | Redirect:
         user = await current_user(request)
         if user is None:

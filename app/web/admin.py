@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
-from litestar.params import QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Redirect, Template
 from litestar.types import ASGIApp, Receive, Scope, Send
 
@@ -25,6 +25,7 @@ from app.jobs.states import Status
 from app.observability.logging import get_logger
 from app.web.admin_view import admin_job_view
 from app.web.auth import services_of
+from app.web.job_filters import safe_id
 
 log = get_logger("reelforge.admin")
 PAGE_SIZE = 50
@@ -78,10 +79,6 @@ def _url(path: str, **params: Any) -> str:
     return f"{path}?{urlencode(kept)}" if kept else path
 
 
-def _safe_id(job_id: str) -> str:
-    return job_id if job_id.isalnum() and len(job_id) <= 64 else "invalid"
-
-
 class AdminController(Controller):
     path = "/admin"
     middleware = [admin_only]
@@ -91,7 +88,8 @@ class AdminController(Controller):
     async def queue(
         self, request: Request,
         state_filter: Annotated[str | None, QueryParameter(name="state")] = None,
-        template: str | None = None, owner: str | None = None, page: int = 1,
+        template: FromQuery[str | None] = None, owner: FromQuery[str | None] = None,
+        page: FromQuery[int] = 1,
     ) -> Template:
         services = services_of(request)
         db = services.db
@@ -133,11 +131,12 @@ class AdminController(Controller):
         })
 
     @get("/jobs/{job_id:str}", name="admin_job")
-    async def job(self, request: Request, job_id: str, done: str | None = None) -> Template:
+    async def job(self, request: Request, job_id: FromPath[str],
+                  done: FromQuery[str | None] = None) -> Template:
         return await _job_page(request, job_id, notice=NOTICES.get(done or ""))
 
     @post("/jobs/{job_id:str}/cancel")
-    async def cancel(self, request: Request, job_id: str) -> Response | Template:
+    async def cancel(self, request: Request, job_id: FromPath[str]) -> Response | Template:
         services = services_of(request)
         job = await _get_job(request, job_id)
         try:
@@ -150,7 +149,7 @@ class AdminController(Controller):
         return Redirect(f"/admin/jobs/{job_id}?done=canceled", status_code=303)
 
     @post("/jobs/{job_id:str}/retry")
-    async def retry(self, request: Request, job_id: str) -> Response | Template:
+    async def retry(self, request: Request, job_id: FromPath[str]) -> Response | Template:
         services = services_of(request)
         await _get_job(request, job_id)
         try:  # one retry per job, whoever asks: a second one is sent to the first's job
@@ -165,7 +164,7 @@ class AdminController(Controller):
         return Redirect(f"/admin/jobs/{new_id}?done={done}", status_code=303)
 
     @post("/jobs/{job_id:str}/release")
-    async def release(self, request: Request, job_id: str) -> Response | Template:
+    async def release(self, request: Request, job_id: FromPath[str]) -> Response | Template:
         services = services_of(request)
         await _get_job(request, job_id)
         released = await jobs_db.release_lease(services.db, job_id, ACTIVE_VALUES,
@@ -180,7 +179,7 @@ class AdminController(Controller):
 
 
 async def _get_job(request: Request, job_id: str) -> dict[str, Any]:
-    job = await jobs_db.get(services_of(request).db, _safe_id(job_id))
+    job = await jobs_db.get(services_of(request).db, safe_id(job_id))
     if job is None:
         raise NotFoundException()
     return job
@@ -196,6 +195,6 @@ async def _job_page(
     return Template(template_name="pages/admin_job.html", status_code=status, context={
         "user": _admin(request), "active_nav": "admin",
         "j": admin_job_view(job, owner.email if owner else None),
-        "timeline": await jobs_db.timeline(db, _safe_id(job_id)),
+        "timeline": await jobs_db.timeline(db, safe_id(job_id)),
         "notice": notice, "error": error,
     })

@@ -22,7 +22,7 @@ from app.jobs.service import (
     JobRequestError,
     accepted_body,
 )
-from app.jobs.states import FINAL, Status, public_status
+from app.jobs.states import Status, public_status
 from app.storage.posters import poster_key
 from app.web.answers import (
     BAD_REQUEST,
@@ -52,6 +52,8 @@ from app.web.answers import (
     err,
 )
 from app.web.auth import require_user, services_of, user_id_of
+from app.web.generate import generate_error_response, generate_success_response
+from app.web.job_filters import STATUS_FILTERS, safe_id
 from app.web.request_docs import (
     IDEMPOTENCY_KEY_SCHEMA,
     JOB_FILTER_SCHEMA,
@@ -60,19 +62,14 @@ from app.web.request_docs import (
     UPLOAD_BODY,
     operation_with_body,
 )
-from app.web.responses import error, html, is_htmx, over_quota
+from app.web.responses import error, html, is_htmx, over_quota, refused_form
 from app.web.uploads import MAX_UPLOAD_BYTES, UploadRejected, check_image
 
-REFUSED_HEADER = "X-Refused-Status"  # see refused_form()
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # what IDEMPOTENCY_KEY_SCHEMA documents
 # jobId on status and cancel: checked by the handlers, so that a missing one is answered in
 # the API's own error shape (naming the field), not the framework's.
 JobIdParam = Annotated[str | None, QueryParameter(name="jobId", required=True,
                                                   schema_extra=JOB_ID_SCHEMA)]
-STATUS_FILTERS = {
-    "active": sorted(s.value for s in Status if s not in FINAL),
-    "completed": ["completed"], "failed": ["failed"], "canceled": ["canceled"],
-}
 
 
 def template_json(t: records.Template) -> TemplateOut:
@@ -266,20 +263,14 @@ class ApiController(Controller):
             # The first answer again. The page gets the job's current card and toast.
             first = await jobs_db.get(services.db, replay.job_id)
             if is_htmx(request) and first is not None:
-                from app.web.pages import generate_success_response
-
                 return await generate_success_response(request, user, payload, first)
             return Response(_accepted(replay.body), status_code=replay.status)
         except JobRequestError as exc:
             if is_htmx(request) and exc.body.get("field") != IDEMPOTENCY_HEADER:
-                from app.web.pages import generate_error_response
-
                 return refused_form(await generate_error_response(request, user, payload, exc),
                                     exc.status)
             return _refused(exc)
         if is_htmx(request):
-            from app.web.pages import generate_success_response
-
             return await generate_success_response(request, user, payload, job)
         return Response(_accepted(accepted_body(str(job["id"].id), job["credits"])),
                         status_code=202)
@@ -294,7 +285,7 @@ class ApiController(Controller):
         user = await require_user(request)
         if job_id is None:
             return _missing_job_id()
-        job = await jobs_db.get_owned(services_of(request).db, _safe_id(job_id), user_id_of(user))
+        job = await jobs_db.get_owned(services_of(request).db, safe_id(job_id), user_id_of(user))
         if job is None:
             return error(404, "not_found", "No such job", field="jobId")
         return Response(await job_status_json(request, job))
@@ -311,7 +302,7 @@ class ApiController(Controller):
             return _missing_job_id()
         services = services_of(request)
         try:
-            job = await services.jobs.cancel(user_id_of(user), _safe_id(job_id))
+            job = await services.jobs.cancel(user_id_of(user), safe_id(job_id))
         except JobRequestError as exc:
             return _refused(exc)
         if is_htmx(request):
@@ -338,20 +329,6 @@ class ApiController(Controller):
                                 next_offset=offset + limit if len(rows) > limit else None))
 
 
-def refused_form(response: Response, status: int) -> Response:
-    """A refused request from a page's form (htmx): the answer is what the page shows (the
-    generate form as typed with the server's message, or an upload's error), so it is a
-    200 with the status a JSON client gets in REFUSED_HEADER. A 4xx would make the browser
-    log "Failed to load resource" for every typo; JSON clients still get 400/402/404/413/
-    429 exactly as documented. A JSON answer swaps nothing (static/app.js shows it)."""
-    response.status_code = 200
-    response.headers[REFUSED_HEADER] = str(status)
-    response.headers["Cache-Control"] = "no-store"
-    if not str(response.media_type or "").startswith("text/html"):
-        response.headers["HX-Reswap"] = "none"
-    return response
-
-
 def _upload_refused(request: Request[Any, Any, Any], response: Response[Any]) -> Response[Any]:
     return refused_form(response, response.status_code) if is_htmx(request) else response
 
@@ -369,11 +346,6 @@ def _refused(exc: JobRequestError) -> Response[Any]:
 def _missing_job_id() -> Response[Any]:
     return error(400, "invalid", "jobId is required: the jobId that POST /api/templates/video "
                  "answered", field="jobId")
-
-
-def _safe_id(job_id: str) -> str:
-    """Job ids are uuid hex; anything else simply matches no job."""
-    return job_id if job_id.isalnum() and len(job_id) <= 64 else "invalid"
 
 
 async def _submission(request: Request[Any, Any, Any]) -> dict[str, Any] | Response[Any]:

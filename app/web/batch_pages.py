@@ -12,7 +12,6 @@ from litestar import Controller, Request, Response, post
 from app.db import users as users_db
 from app.db.records import User
 from app.jobs.service import JobRequestError
-from app.web.api import refused_form
 from app.web.auth import current_user, services_of
 from app.web.batch_form import (
     batch_body,
@@ -22,8 +21,8 @@ from app.web.batch_form import (
     place_error,
     read_rows,
 )
-from app.web.pages import generate_context
-from app.web.responses import is_htmx
+from app.web.generate import generate_context
+from app.web.responses import is_htmx, refused_form
 
 # Fields the form shows next to their own control, outside the table.
 FORM_FIELDS = ("templateSlug", "startKey", "name")

@@ -32,10 +32,9 @@ from app.web.answers import (
     err,
     ok,
 )
-from app.web.api import refused_form
 from app.web.auth import require_user, services_of
 from app.web.request_docs import operation_with_body
-from app.web.responses import error, is_htmx
+from app.web.responses import error, is_htmx, refused_form
 
 
 class BatchAccepted(msgspec.Struct, rename="camel"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Request, Response, get
+from litestar.params import FromPath
 from litestar.response import File
 
 from app.db import library as library_db
@@ -11,7 +12,7 @@ from app.web.responses import error
 
 
 @get("/media/{key:path}", include_in_schema=False)
-async def media(request: Request, key: str) -> File | Response:
+async def media(request: Request, key: FromPath[str]) -> File | Response:
     user = await current_user(request)
     key = key.lstrip("/")
     if user is None:

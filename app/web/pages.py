@@ -7,24 +7,19 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from app.db import batches as batches_db
 from app.db import jobs as jobs_db
 from app.db import library as library_db
-from app.db import templates as templates_db
 from app.db import throttle as throttle_db
 from app.db import users as users_db
 from app.db.connection import Thrown
-from app.db.records import LibraryItem, User
+from app.db.records import User
 from app.emails import InvalidEmail, legacy_form, normalise_email
-from app.jobs.service import JobRequestError
 from app.web import sessions
-from app.web.api import STATUS_FILTERS, _safe_id
 from app.web.auth import (
     MAX_PASSWORD,
     MIN_PASSWORD,
@@ -36,6 +31,8 @@ from app.web.auth import (
 from app.web.batch_form import form_state
 from app.web.batch_views import batch_views
 from app.web.client_address import client_address, counting_network
+from app.web.generate import generate_context, library_images
+from app.web.job_filters import STATUS_FILTERS, safe_id
 from app.web.responses import is_htmx
 
 LOGIN_FAILED = "That email and password don't match an account."
@@ -67,109 +64,15 @@ def safe_next(target: str | None) -> str:
     return target if not parts.scheme and not parts.netloc else "/"
 
 
-class ShownItem(LibraryItem, kw_only=True):
-    """A library item with the URLs its tile shows."""
-    url: str
-    poster_url: str | None = None
-
-
-async def _images(request: Request, user_id: str) -> list[ShownItem]:
-    storage = services_of(request).storage
-    items = await library_db.list_for(services_of(request).db, user_id)
-    return [ShownItem(**msgspec.structs.asdict(i), url=await storage.url(i.key),
-                      poster_url=await storage.url(i.poster_key) if i.poster_key else None)
-            for i in items]
-
-
 async def job_urls(request: Request, rows: list[dict[str, Any]]) -> dict[str, str]:
     storage = services_of(request).storage
     return {str(j["id"].id): await storage.url(j["result_key"])
             for j in rows if j.get("result_key")}
 
 
-async def generate_context(
-    request: Request, user: User, *, template_slug: str | None = None,
-    image_key: str | None = None, values: dict[str, str] | None = None,
-    errors: dict[str, str] | None = None, images: list[ShownItem] | None = None,
-) -> dict[str, Any]:
-    """Everything the generate component needs, for both places it appears."""
-    db = services_of(request).db
-    templates = await templates_db.list_active(db)
-    if images is None:
-        images = await _images(request, user.id)
-    image_list = [i for i in images if i.kind == "image"]
-    chosen = next((t for t in templates if t.slug == template_slug), None)
-    chosen = chosen or (templates[0] if templates else None)
-    image = next((i for i in image_list if i.key == image_key), None)
-    image = image or (image_list[0] if image_list else None)
-    return {"templates": templates, "template": chosen, "images": image_list, "image": image,
-            "form_values": values or {}, "errors": errors or {}, "user": user,
-            "available": user.available}
-
-
 async def _page(request: Request, name: str, user: User | None, **ctx: Any) -> Template:
     return Template(template_name=f"pages/{name}.html",
                     context={"user": user, "active_nav": name, **ctx})
-
-
-def typed_values(payload: dict[str, Any]) -> dict[str, str]:
-    """The variables as typed, to re-render the form. A JSON body's `variables` may be any
-    JSON value (a list, a string…): only an object has values to show."""
-    given = payload.get("variables")
-    return {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
-
-
-async def generate_error_response(
-    request: Request, user: User, payload: dict[str, Any], exc: JobRequestError
-) -> Response:
-    """Re-render the form with what was typed and the server's message; add a toast."""
-    fragments = services_of(request).fragments
-    field = exc.body.get("field")
-    values = typed_values(payload)
-    errors = {field: exc.body.get("message", "")} if field else {}
-    ctx = await generate_context(request, user, template_slug=payload.get("templateSlug"),
-                                 image_key=payload.get("startKey"), values=values,
-                                 errors=errors)
-    html = fragments.render("generate", **ctx, oob=False)
-    if exc.status == 402:
-        html += _oob_toast(fragments.message_toast(
-            "error", f"Not enough credits: this template costs {exc.body['required']}, "
-            f"you have {exc.body['available']} available.", "/account", "See your credits"))
-    elif exc.status == 429 or not field:
-        html += _oob_toast(fragments.message_toast("warning", exc.body.get("message", "")))
-    return Response(html, status_code=exc.status, media_type="text/html")
-
-
-async def generate_success_response(
-    request: Request, user: User, payload: dict[str, Any], job: dict[str, Any]
-) -> Response:
-    """The form stays as it was; the card and the notice about work in progress (now
-    counting this job) arrive with the answer (the stream sends them too; the page keeps
-    one of each, by id, the newest)."""
-    services = services_of(request)
-    fresh = await users_db.by_id(services.db, user.id)
-    values = typed_values(payload)
-    ctx = await generate_context(request, fresh or user,
-                                 template_slug=payload.get("templateSlug"),
-                                 image_key=payload.get("startKey"), values=values)
-    f = services.fragments
-    await f.durations.prime(services.db, [job])
-    html = f.render("generate", **ctx, oob=False)
-    html += _upsert("#job-list", "afterbegin", f.job_card(job))
-    html += _oob_toast((await services.notifier.progress_event(user.id)).data)
-    if fresh:
-        html += f.credits(fresh).replace('id="credits"', 'id="credits" hx-swap-oob="true"', 1)
-    return Response(html, status_code=202, media_type="text/html")
-
-
-def _oob_toast(html: str) -> str:
-    """A notice for the page's toast stack (static/app.js places it: newest on top)."""
-    return _upsert("#toasts", "afterbegin", html)
-
-
-def _upsert(target: str, position: str, html: str) -> str:
-    """Added by static/app.js where it belongs, or in place of the element with its id."""
-    return f'<template data-upsert="{target}" data-position="{position}">{html}</template>'
 
 
 async def card_items(request: Request, uid: str, *, limit: int, statuses: list[str] | None = None,
@@ -195,20 +98,21 @@ class PageController(Controller):
     include_in_schema = False  # HTML pages and forms; /schema documents the JSON API
 
     @get("/", name="workspace")
-    async def workspace(self, request: Request, image: str | None = None) -> Template | Redirect:
+    async def workspace(self, request: Request,
+                        image: FromQuery[str | None] = None) -> Template | Redirect:
         user = await current_user(request)
         if user is None:
             return Redirect("/login")
         uid = user.id
-        items = await _images(request, uid)
+        items = await library_images(request, uid)
         ctx = await generate_context(request, user, image_key=image, images=items)
         recent, urls, _ = await card_items(request, uid, limit=RECENT)
         return await _page(request, "workspace", user, items=items, cards=recent, gen=ctx,
                            urls=urls)
 
     @get("/templates", name="templates")
-    async def templates(self, request: Request, template: str | None = None,
-                        image: str | None = None) -> Template | Redirect:
+    async def templates(self, request: Request, template: FromQuery[str | None] = None,
+                        image: FromQuery[str | None] = None) -> Template | Redirect:
         user = await current_user(request)
         if user is None:
             return Redirect("/login?next=/templates")
@@ -218,8 +122,9 @@ class PageController(Controller):
                            selected=template)
 
     @get("/jobs", name="jobs")
-    async def jobs(self, request: Request, status: str | None = None,
-                   before: str | None = None, job: str | None = None) -> Template | Redirect:
+    async def jobs(self, request: Request, status: FromQuery[str | None] = None,
+                   before: FromQuery[str | None] = None,
+                   job: FromQuery[str | None] = None) -> Template | Redirect:
         """The person's jobs, newest first, JOBS_PAGE at a time. `before` (a created_at
         from the Load more link) continues the list; htmx gets only the next cards. `job`
         starts the list at that job (the Account history links to it)."""
@@ -230,7 +135,7 @@ class PageController(Controller):
         uid = user.id
         selected = status if status in STATUS_FILTERS or status == "batches" else None
         cursor = _instant(before)
-        start = await jobs_db.get_owned(db, _safe_id(job), uid) if job and not cursor else None
+        start = await jobs_db.get_owned(db, safe_id(job), uid) if job and not cursor else None
         if start is not None:  # that job and the ones before it (each job on its own)
             cursor = start["created_at"] + timedelta(microseconds=1)
         # All: jobs, a batch as one card; Batches: only those; a state: each job, rows too.
@@ -248,7 +153,7 @@ class PageController(Controller):
         return await _page(request, "jobs", user, **ctx)
 
     @get("/jobs/{job_id:str}/thumbnail")
-    async def job_thumbnail(self, request: Request, job_id: str) -> Response | Redirect:
+    async def job_thumbnail(self, request: Request, job_id: FromPath[str]) -> Response | Redirect:
         """A job's picture for its card: the video's poster once there is one, else the
         start image while it is in the library, else a neutral placeholder. A redirect,
         so every place a card is rendered (pages, the stream, API answers) needs only the
@@ -258,7 +163,7 @@ class PageController(Controller):
             return Response("", status_code=401)
         services = services_of(request)
         uid = user.id
-        found = await jobs_db.get_owned(services.db, _safe_id(job_id), uid)
+        found = await jobs_db.get_owned(services.db, safe_id(job_id), uid)
         if found is None:
             return Response("", status_code=404)
         target = "/static/job-placeholder.svg"
@@ -273,8 +178,8 @@ class PageController(Controller):
     @get("/fragments/generate")
     async def generate_fragment(
         self, request: Request,
-        template_slug: Annotated[str | None, Parameter(query="templateSlug")] = None,
-        start_key: Annotated[str | None, Parameter(query="startKey")] = None,
+        template_slug: Annotated[str | None, QueryParameter(name="templateSlug")] = None,
+        start_key: Annotated[str | None, QueryParameter(name="startKey")] = None,
     ) -> Template | Response:
         user = await current_user(request)
         if user is None:
@@ -288,8 +193,8 @@ class PageController(Controller):
 
     @get("/fragments/panel")
     async def panel_fragment(
-        self, request: Request, image: str | None = None,
-        template_slug: Annotated[str | None, Parameter(query="templateSlug")] = None,
+        self, request: Request, image: FromQuery[str | None] = None,
+        template_slug: Annotated[str | None, QueryParameter(name="templateSlug")] = None,
     ) -> Template | Response:
         """The workspace panel for `image`; the form keeps the template and anything typed
         that came along (`variables.NAME`)."""
@@ -306,7 +211,7 @@ class PageController(Controller):
 
     # -- sign-in -------------------------------------------------------------------
     @get("/login", name="login")
-    async def login_page(self, request: Request, next: str | None = None) -> Template:
+    async def login_page(self, request: Request, next: FromQuery[str | None] = None) -> Template:
         return await _page(request, "login", None, next=safe_next(next), error=None, email="")
 
     @get("/signup", name="signup")
@@ -317,7 +222,7 @@ class PageController(Controller):
     @post("/login")
     async def login(
         self, request: Request,
-        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
+        data: URLEncodedBody[dict[str, str]],
     ) -> Template | Redirect:
         services = services_of(request)
         typed = data.get("email") or ""
@@ -349,7 +254,7 @@ class PageController(Controller):
     @post("/signup")
     async def signup(
         self, request: Request,
-        data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),
+        data: URLEncodedBody[dict[str, str]],
     ) -> Template | Redirect:
         services = services_of(request)
         settings = services.settings

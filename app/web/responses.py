@@ -9,6 +9,8 @@ from pydantic import ByteSize
 
 from app.web.answers import ApiError
 
+REFUSED_HEADER = "X-Refused-Status"  # see refused_form()
+
 # Refusals and htmx answers are Response[Any]: they leave handlers whose annotation names
 # the JSON success body (Response[SomeStruct]), from which /schema is written.
 
@@ -41,3 +43,17 @@ def over_quota(used: int, size: int, quota: int) -> Response[Any]:
                "from your library to make room.")
     return Response({"error": "storage_quota_exceeded", "message": message, "field": "file",
                      "used": used, "quota": quota, "size": size}, status_code=413)
+
+
+def refused_form(response: Response[Any], status: int) -> Response[Any]:
+    """A refused request from a page's form (htmx): the answer is what the page shows (the
+    generate form as typed with the server's message, or an upload's error), so it is a
+    200 with the status a JSON client gets in REFUSED_HEADER. A 4xx would make the browser
+    log "Failed to load resource" for every typo; JSON clients still get 400/402/404/413/
+    429 exactly as documented. A JSON answer swaps nothing (static/app.js shows it)."""
+    response.status_code = 200
+    response.headers[REFUSED_HEADER] = str(status)
+    response.headers["Cache-Control"] = "no-store"
+    if not str(response.media_type or "").startswith("text/html"):
+        response.headers["HX-Reswap"] = "none"
+    return response

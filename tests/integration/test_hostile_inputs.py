@@ -26,7 +26,7 @@ from PIL import Image
 
 from app.jobs.prompts import clean_value
 from app.media_limits import MAX_IMAGE_PIXELS
-from app.providers import local
+from app.providers import local_render
 from app.settings import Settings
 from app.web import uploads
 from app.web.uploads import UploadRejected, inspect_image
@@ -186,7 +186,7 @@ async def test_too_many_pixels_is_refused_naming_the_field_and_the_limit(client,
     assert media_files(settings) == [] and count(client, "library") == 0
     # exactly at the limit is accepted, and it is the limit the renderer applies too
     at_limit = png_bomb(8_000, 5_000)
-    assert 8_000 * 5_000 == MAX_IMAGE_PIXELS == local.MAX_IMAGE_PIXELS
+    assert 8_000 * 5_000 == MAX_IMAGE_PIXELS == local_render.MAX_IMAGE_PIXELS
     r = await alice.post("/api/library", files={"file": ("limit.png", at_limit, "image/png")})
     assert r.status_code == 201, r.text
 
