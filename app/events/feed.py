@@ -23,6 +23,7 @@ import contextlib
 import time
 from typing import Any
 
+from app.db import changes
 from app.db.connection import Database
 from app.events.broker import Broker
 from app.observability.logging import get_logger
@@ -122,15 +123,15 @@ class FeedFollower:
     async def _apply(self, change: dict[str, Any]) -> None:
         if "update" in change:
             record = change["update"]
-            table = record["id"].table_name
+            table = changes.table_of(record)
             if table == "video_job":
-                await self.notifier.publish("job", record)
+                await self.notifier.publish("job", changes.job_of(record))
             elif table == "user":
                 await self.notifier.publish_credits(record)
             elif table == "library":
                 await self.notifier.publish_library(record)
-        elif "delete" in change and change["delete"]["id"].table_name == "session":
-            self.broker.end_session(str(change["delete"]["id"].id))
+        elif "delete" in change and changes.table_of(change["delete"]) == "session":
+            self.broker.end_session(changes.key_of(change["delete"]))
 
     async def resync(self, why: str) -> None:
         """Send every open stream of this process the current state again."""

@@ -16,6 +16,7 @@ from app.db import library as library_db
 from app.db import templates as templates_db
 from app.db import users as users_db
 from app.db.connection import Thrown
+from app.db.records import VideoJob
 from app.jobs.service import (
     IDEMPOTENCY_HEADER,
     IdempotentReplay,
@@ -88,55 +89,55 @@ async def library_json(request: Request, item: dict[str, Any]) -> dict[str, Any]
             "createdAt": item["created_at"].isoformat()}
 
 
-async def job_status_json(request: Request, job: dict[str, Any]) -> dict[str, Any]:
-    status = public_status(job["status"])
-    if status == Status.COMPLETED:
-        return {"status": status, "url": await services_of(request).storage.url(job["result_key"]),
-                "key": job["result_key"], "credits": job["credits"]}
+async def job_status_json(request: Request, job: VideoJob) -> dict[str, Any]:
+    status = public_status(job.status.value)
+    if status == Status.COMPLETED and job.result_key is not None:
+        return {"status": status, "url": await services_of(request).storage.url(job.result_key),
+                "key": job.result_key, "credits": job.credits}
     if status in (Status.FAILED, Status.CANCELED):
-        return {"status": status, "error": job.get("error") or status}
+        return {"status": status, "error": job.error or status}
     body: dict[str, Any] = {"status": status, "message": status_message(job)}
-    if job.get("queue_position") is not None:
-        body["queuePosition"] = job["queue_position"]
+    if job.queue_position is not None:
+        body["queuePosition"] = job.queue_position
     # What the card shows, when it is known: from the provider's progress or past jobs'
     # run times (the template's rough figure is no measurement, so it is left out).
     fragments = services_of(request).fragments
     await fragments.durations.prime(services_of(request).db, [job])
     view = fragments.job_view(job)
-    if view["progress_source"] != "template" and job["status"] != Status.FINALIZING:
+    if view["progress_source"] != "template" and job.status != Status.FINALIZING:
         body["progress"] = round(view["progress"] / 100, 2)
-    elif job["status"] == Status.FINALIZING:
+    elif job.status == Status.FINALIZING:
         body["progress"] = 1.0  # rendered; only saving is left
-    if view["eta"] is not None and job["status"] != Status.FINALIZING:
+    if view["eta"] is not None and job.status != Status.FINALIZING:
         body["etaSeconds"] = round(view["eta"])
     return body
 
 
-def status_message(job: dict[str, Any]) -> str:
-    s = job["status"]
+def status_message(job: VideoJob) -> str:
+    s = job.status
     if s == Status.PENDING:
         return "Starting…"
     if s == Status.QUEUED:
-        pos = job.get("queue_position")
+        pos = job.queue_position
         return f"In queue (position {pos + 1})" if pos is not None else "In queue"
     if s == Status.FINALIZING:
         return "Saving your video…"
-    return job.get("last_log") or "Generating video…"
+    return job.last_log or "Generating video…"
 
 
-def job_json(job: dict[str, Any]) -> dict[str, Any]:
-    charged = job["status"] == Status.COMPLETED
+def job_json(job: VideoJob) -> dict[str, Any]:
+    charged = job.status == Status.COMPLETED
     return {
-        "jobId": str(job["id"].id), "status": public_status(job["status"]),
-        "template": job["template"], "startKey": job["start_key"],
-        "variables": job.get("variables") or {},
+        "jobId": job.id, "status": public_status(job.status.value),
+        "template": job.template, "startKey": job.start_key,
+        "variables": job.variables,
         # Credits are charged only when a video is delivered: a failed or canceled job (or
         # one still running) has been charged nothing. `price` is what it costs on success.
-        "credits": job["credits"] if charged else 0, "charged": charged,
-        "price": job["credits"],
-        "createdAt": job["created_at"].isoformat(),
-        "finishedAt": job["finished_at"].isoformat() if job.get("finished_at") else None,
-        "key": job.get("result_key"), "error": job.get("error"),
+        "credits": job.credits if charged else 0, "charged": charged,
+        "price": job.credits,
+        "createdAt": job.created_at.isoformat(),
+        "finishedAt": job.finished_at.isoformat() if job.finished_at else None,
+        "key": job.result_key, "error": job.error,
     }
 
 
@@ -278,7 +279,7 @@ class ApiController(Controller):
             from app.web.pages import generate_success_response
 
             return await generate_success_response(request, user, payload, job)
-        return Response(accepted_body(str(job["id"].id), job["credits"]), status_code=202)
+        return Response(accepted_body(job.id, job.credits), status_code=202)
 
     @get("/templates/video/status",
          responses={200: ok(JobStatus, "The job's public status; while active, `progress` "

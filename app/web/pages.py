@@ -19,6 +19,7 @@ from app.db import templates as templates_db
 from app.db import throttle as throttle_db
 from app.db import users as users_db
 from app.db.connection import Thrown
+from app.db.records import VideoJob
 from app.emails import InvalidEmail, legacy_form, normalise_email
 from app.jobs.service import JobRequestError
 from app.web import sessions
@@ -74,10 +75,9 @@ async def _images(request: Request, user_id: str) -> list[dict[str, Any]]:
             for i in items]
 
 
-async def job_urls(request: Request, rows: list[dict[str, Any]]) -> dict[str, str]:
+async def job_urls(request: Request, rows: list[VideoJob]) -> dict[str, str]:
     storage = services_of(request).storage
-    return {str(j["id"].id): await storage.url(j["result_key"])
-            for j in rows if j.get("result_key")}
+    return {j.id: await storage.url(j.result_key) for j in rows if j.result_key}
 
 
 async def generate_context(
@@ -134,7 +134,7 @@ async def generate_error_response(
 
 
 async def generate_success_response(
-    request: Request, user: dict[str, Any], payload: dict[str, Any], job: dict[str, Any]
+    request: Request, user: dict[str, Any], payload: dict[str, Any], job: VideoJob
 ) -> Response:
     """The form stays as it was; the card and the notice about work in progress (now
     counting this job) arrive with the answer (the stream sends them too; the page keeps
@@ -175,11 +175,11 @@ async def card_items(request: Request, uid: str, *, limit: int, statuses: list[s
     rows = await jobs_db.list_for(db, uid, statuses, limit=limit + 1, before=before,
                                   singles=batches) if jobs else []
     found = await batches_db.list_for(db, uid, limit + 1, before=before) if batches else []
-    items = [{"job": j, "at": j["created_at"]} for j in rows]
+    items: list[dict[str, Any]] = [{"job": j, "at": j.created_at} for j in rows]
     items += [{"batch": v, "at": v["created_at"]} for v in await batch_views(request, found)]
     items.sort(key=lambda i: i["at"], reverse=True)
     more, items = len(items) > limit, items[:limit]
-    shown = [i["job"] for i in items if "job" in i]
+    shown: list[VideoJob] = [i["job"] for i in items if "job" in i]
     await services_of(request).fragments.durations.prime(db, shown)
     return items, await job_urls(request, shown), more
 
@@ -225,7 +225,7 @@ class PageController(Controller):
         cursor = _instant(before)
         start = await jobs_db.get_owned(db, _safe_id(job), uid) if job and not cursor else None
         if start is not None:  # that job and the ones before it (each job on its own)
-            cursor = start["created_at"] + timedelta(microseconds=1)
+            cursor = start.created_at + timedelta(microseconds=1)
         # All: jobs, a batch as one card; Batches: only those; a state: each job, rows too.
         cards, urls, more = await card_items(
             request, uid, limit=JOBS_PAGE, before=cursor,
@@ -255,8 +255,8 @@ class PageController(Controller):
         if found is None:
             return Response("", status_code=404)
         target = "/static/job-placeholder.svg"
-        for key, filed in ((found.get("poster_key"), found.get("result_key")),
-                           (found.get("start_key"), found.get("start_key"))):
+        for key, filed in ((found.poster_key, found.result_key),
+                           (found.start_key, found.start_key)):
             if key and filed and await library_db.get_owned(services.db, uid, filed):
                 target = await services.storage.url(key)
                 break
