@@ -5,6 +5,7 @@ credits or none (app/jobs/batches.py decides what goes in)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from app.db.connection import Database, rid
 from app.db.records import Batch, NewJob, VideoJob, decode, decode_all
@@ -41,7 +42,8 @@ async def create(db: Database, batch_id: str, owner_id: str, *, name: str,
          "jobs": [{"id": job_id, "job": {**job.content(), "owner": owner, "batch": batch_id}}
                   for job_id, job in jobs]},
     )
-    return decode(result[-1], Batch)
+    made: dict[str, Any] = result[-1]
+    return decode(made, Batch)
 
 
 async def get_owned(db: Database, batch_id: str, owner_id: str) -> Batch | None:

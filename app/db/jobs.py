@@ -79,7 +79,8 @@ async def create(
          "idem_id": rid("idempotency_key", [owner_id, idempotency["key"]])
          if idempotency else None},
     )
-    return decode(result[-1], VideoJob)
+    created: dict[str, Any] = result[-1]
+    return decode(created, VideoJob)
 
 
 @overload
@@ -142,7 +143,8 @@ async def transition(
             return (None, None) if with_previous else None
         raise
     out = result[-1]
-    job = decode(out["job"], VideoJob)
+    row: dict[str, Any] | None = out["job"]
+    job = decode(row, VideoJob)
     return (job, out.get("before")) if with_previous else job
 
 
@@ -163,7 +165,8 @@ async def update(db: Database, job_id: str, fields: dict[str, object],
 
 
 async def get(db: Database, job_id: str) -> VideoJob | None:
-    row = await db.read_one("SELECT * FROM ONLY $jid", {"jid": rid("video_job", job_id)})
+    row: dict[str, Any] | None = await db.read_one(
+        "SELECT * FROM ONLY $jid", {"jid": rid("video_job", job_id)})
     return decode(row, VideoJob)
 
 
@@ -390,7 +393,8 @@ async def accept_webhook(
         {"hook": rid("webhook_seen", request_id), "jid": rid("video_job", job_id),
          "id": job_id, "active": active, "keep": _ms(keep_s), "note": note},
     )
-    return result[-1]
+    status: str | None = result[-1]
+    return status
 
 
 async def unannounced(db: Database, owner_id: str, final: list[str]) -> list[VideoJob]:
@@ -464,7 +468,8 @@ async def release_lease(db: Database, job_id: str, active: list[str],
         """,
         {"jid": rid("video_job", job_id), "id": job_id, "active": active, "reason": reason},
     )
-    return decode(result[-1], VideoJob)
+    released: dict[str, Any] | None = result[-1]
+    return decode(released, VideoJob)
 
 
 __all__ = ["Thrown"]

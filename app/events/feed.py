@@ -49,7 +49,7 @@ class FeedFollower:
         self.poll_seconds = poll_seconds
         self.position = 0  # the last versionstamp handled
         self.last_read = time.monotonic()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.changes_seen = 0
 
     async def start(self) -> None:

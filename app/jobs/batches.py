@@ -100,7 +100,7 @@ class BatchService:
 
         async def image(key: Any, field: str, row: int | None) -> str:
             if key in checked:
-                return key
+                return str(key)
             try:
                 await self.jobs.start_image(user_id, key, field)
             except JobRequestError as exc:
@@ -109,7 +109,7 @@ class BatchService:
                     exc.body["message"] = f"Row {row}: {exc.body['message']}"
                 raise
             checked.add(key)
-            return key
+            return str(key)
 
         if default_key is not None:  # the batch's own start image, checked even if no row uses it
             await image(default_key, "startKey", None)

@@ -104,7 +104,7 @@ class AdminController(Controller):
             person = await users_db.by_email(db, owner)
             owner_id = user_id_of(person) if person else None
             no_match = person is None
-        rows: list[dict[str, Any]] = []
+        rows: list[VideoJob] = []
         if not no_match:
             rows = await jobs_db.list_all(
                 db, statuses=STATE_FILTERS[state] if state else None, template=template,

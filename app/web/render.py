@@ -4,10 +4,11 @@ the event stream (one partial per stateful widget, rendered the same way everywh
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -105,8 +106,8 @@ class Fragments:
 
     def __init__(self, env: Environment):
         self.env = env
-        self.durations: Durations = env.globals["durations"]
-        self.job_view = env.globals["job_view"]
+        self.durations = cast(Durations, env.globals["durations"])
+        self.job_view = cast(Callable[[VideoJob], dict[str, Any]], env.globals["job_view"])
 
     def render(self, name: str, **context: Any) -> str:
         return self.env.get_template(f"partials/{name}.html").render(**context)
