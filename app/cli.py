@@ -15,7 +15,7 @@ from app.backup import cli as backup_cli
 from app.db import jobs as jobs_db
 from app.db import users as users_db
 from app.db.connection import Database, DatabaseLocked, Thrown
-from app.db.records import User
+from app.db.records import User, VideoJob
 from app.db.schema import apply_schema
 from app.emails import InvalidEmail, normalise_email
 from app.jobs.states import Status
@@ -138,9 +138,9 @@ async def _jobs_list(db: Database, args: argparse.Namespace) -> str:
              f"{'TRIES':>5}  ERROR"]
     for j in rows:
         lines.append(
-            f"{j['id'].id!s:<32}  {j['status']:<10}  {j['template'][:20]:<20}  "
-            f"{(j.get('owner_email') or '?')[:28]:<28}  {_ago(j.get('created_at')):>7}  "
-            f"{int(j.get('attempts') or 0):>5}  {(j.get('error') or '')[:60]}")
+            f"{j.id:<32}  {j.status.value:<10}  {j.template[:20]:<20}  "
+            f"{(j.owner_email or '?')[:28]:<28}  {_ago(j.created_at):>7}  "
+            f"{j.attempts:>5}  {(j.error or '')[:60]}")
     return "\n".join(lines)
 
 
@@ -153,7 +153,7 @@ async def _jobs_prune(db: Database, args: argparse.Namespace) -> str:
     return f"pruned the timelines of {pruned} jobs that ended more than {days:g} days ago"
 
 
-async def _job(db: Database, job_id: str) -> dict[str, Any]:
+async def _job(db: Database, job_id: str) -> VideoJob:
     job = await jobs_db.get(db, job_id) if job_id.isalnum() and len(job_id) <= 64 else None
     if job is None:
         raise SystemExit(f"error: no job {job_id}")
@@ -162,24 +162,23 @@ async def _job(db: Database, job_id: str) -> dict[str, Any]:
 
 async def _jobs_show(db: Database, args: argparse.Namespace) -> str:
     job = await _job(db, args.job_id)
-    owner = await users_db.by_id(db, str(job["owner"].id))
-    fields = [
-        ("id", job["id"].id), ("state", job["status"]),
-        ("owner", f"{owner.email if owner else '?'} ({job['owner'].id})"),
-        ("template", job["template"]), ("variables", job.get("variables")),
-        ("start image", job.get("start_key")), ("credits", job.get("credits")),
-        ("provider", job.get("provider")), ("request id", job.get("provider_request_id")),
-        ("attempts", job.get("attempts")), ("checks", job.get("checks")),
-        ("lease", f"{job.get('lease_owner')} until {job.get('lease_until')}"
-         if job.get("lease_owner") else None),
-        ("created", job.get("created_at")), ("finished", job.get("finished_at")),
-        ("error", job.get("error")), ("result", job.get("result_key")),
+    owner = await users_db.by_id(db, job.owner_id)
+    fields: list[tuple[str, object]] = [
+        ("id", job.id), ("state", job.status.value),
+        ("owner", f"{owner.email if owner else '?'} ({job.owner_id})"),
+        ("template", job.template), ("variables", job.variables),
+        ("start image", job.start_key), ("credits", job.credits),
+        ("provider", job.provider), ("request id", job.provider_request_id),
+        ("attempts", job.attempts), ("checks", job.checks),
+        ("lease", f"{job.lease_owner} until {job.lease_until}" if job.lease_owner else None),
+        ("created", job.created_at), ("finished", job.finished_at),
+        ("error", job.error), ("result", job.result_key),
     ]
     lines = [f"{name + ':':<13}{value}" for name, value in fields if value not in (None, "")]
     lines.append("timeline:")
-    for e in await jobs_db.timeline(db, str(job["id"].id)):
-        lines.append(f"  {e['at']:%Y-%m-%d %H:%M:%S}  {e.get('from') or '-':>10} -> "
-                     f"{e['to']:<10}  {e.get('reason') or ''}")
+    for e in await jobs_db.timeline(db, job.id):
+        lines.append(f"  {e.at:%Y-%m-%d %H:%M:%S}  {e.from_status or '-':>10} -> "
+                     f"{e.to:<10}  {e.reason or ''}")
     return "\n".join(lines)
 
 
@@ -199,16 +198,16 @@ async def _jobs_retry(services: Any, args: argparse.Namespace) -> str:
     from app.jobs.service import JobRequestError
 
     job = await _job(services.db, args.job_id)
-    if job["status"] not in (Status.FAILED, Status.CANCELED):
-        raise SystemExit(f"error: job {args.job_id} is {job['status']}; only a failed or "
+    if job.status not in (Status.FAILED, Status.CANCELED):
+        raise SystemExit(f"error: job {args.job_id} is {job.status}; only a failed or "
                          "canceled job can be retried")
     try:  # one retry per job (admin page or CLI): a second one names the first
         new, created = await services.jobs.retry(args.job_id, services.settings.provider_name)
     except JobRequestError as exc:
         raise SystemExit(f"error: {exc.body.get('message') or exc.body.get('error')}") from None
     if not created:
-        return f"{args.job_id} was already retried as {new['id'].id}; nothing new was started"
-    return f"retried {args.job_id} as {new['id'].id} ({new['credits']} credits reserved)"
+        return f"{args.job_id} was already retried as {new.id}; nothing new was started"
+    return f"retried {args.job_id} as {new.id} ({new.credits} credits reserved)"
 
 
 async def _jobs_cancel(services: Any, args: argparse.Namespace) -> str:
@@ -217,25 +216,25 @@ async def _jobs_cancel(services: Any, args: argparse.Namespace) -> str:
 
     job = await _job(services.db, args.job_id)
     try:
-        moved = await services.jobs.cancel(str(job["owner"].id), args.job_id,
+        moved = await services.jobs.cancel(job.owner_id, args.job_id,
                                            reason="canceled from the command line")
     except JobRequestError as exc:
         raise SystemExit(f"error: {exc.body.get('message')}") from None
     note = ""
-    if moved.get("provider_request_id") and moved.get("provider") == "fal" and (
+    if moved.provider_request_id and moved.provider == "fal" and (
             services.settings.provider_name == "fal"):
         # No driver here to tell fal: do it now, best effort.
         from app.services import make_provider
 
         provider = make_provider(services.settings)
         try:
-            await provider.cancel(moved["endpoint"], moved["provider_request_id"])
+            await provider.cancel(moved.endpoint, moved.provider_request_id)
             note = "; canceled at fal"
         except ProviderError as exc:
             note = f"; fal was not told ({exc})"
         finally:
             await provider.aclose()
-    return f"canceled {args.job_id}; {moved['credits']} credits released{note}"
+    return f"canceled {args.job_id}; {moved.credits} credits released{note}"
 
 
 def serve(host: str | None, port: int | None, workers: int = 1) -> None:

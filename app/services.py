@@ -75,7 +75,8 @@ async def open_services(
                             env=env or make_environment())
         services.broker.per_person = settings.event_streams_per_person
         services.notifier = Notifier(db, services.broker, services.fragments, storage)
-        services.jobs = JobService(db, settings, publish=services.notifier.publish)
+        services.jobs = JobService(db, settings, publish=services.notifier.publish,
+                                   publish_batch=services.notifier.publish_batch_made)
         services.jobs.observe = services.metrics.observe_transition
         services.batches = BatchService(services.jobs)
         services.metrics.attach(services.broker)

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from app.db.connection import Database, rid
+from app.db.records import Batch, NewJob, VideoJob, decode, decode_all
 
 # The first statements of both transactions below: the credits of every row, or a THROW.
 _RESERVE = """
@@ -17,8 +18,9 @@ _RESERVE = """
 """
 
 
-async def create(db: Database, batch_id: str, owner_id: str, batch: dict[str, Any],
-                 jobs: list[tuple[str, dict[str, Any]]]) -> dict:
+async def create(db: Database, batch_id: str, owner_id: str, *, name: str,
+                 template: str, template_name: str, start_key: str, created_at: datetime,
+                 jobs: list[tuple[str, NewJob]]) -> Batch:
     """Record the batch and its jobs, reserving the credits of all of them, or nothing.
     Raises Thrown("insufficient_credits")."""
     owner = rid("user", owner_id)
@@ -33,40 +35,44 @@ async def create(db: Database, batch_id: str, owner_id: str, batch: dict[str, An
         COMMIT;
         """,  # noqa: S608 - only fixed text is joined
         {"owner": owner, "bid": rid("batch", batch_id),
-         "total": sum(job["credits"] for _, job in jobs),
-         "batch": {**batch, "owner": owner, "jobs": [job_id for job_id, _ in jobs]},
-         "jobs": [{"id": job_id, "job": {**job, "owner": owner, "batch": batch_id}}
+         "total": sum(job.credits for _, job in jobs),
+         "batch": {"name": name, "template": template, "template_name": template_name,
+                   "start_key": start_key, "created_at": created_at, "owner": owner,
+                   "jobs": [job_id for job_id, _ in jobs]},
+         "jobs": [{"id": job_id, "job": {**job.content(), "owner": owner, "batch": batch_id}}
                   for job_id, job in jobs]},
     )
-    return result[-1]
+    made: dict[str, Any] = result[-1]
+    return decode(made, Batch)
 
 
-async def get_owned(db: Database, batch_id: str, owner_id: str) -> dict | None:
+async def get_owned(db: Database, batch_id: str, owner_id: str) -> Batch | None:
     rows = await db.read_one("SELECT * FROM $bid WHERE owner = $owner",
                              {"bid": rid("batch", batch_id), "owner": rid("user", owner_id)})
-    return rows[0] if rows else None
+    return decode(rows[0], Batch) if rows else None
 
 
 async def list_for(db: Database, owner_id: str, limit: int = 20, offset: int = 0,
-                   before: datetime | None = None) -> list[dict]:
+                   before: datetime | None = None) -> list[Batch]:
     """Newest first; `before` (a created_at) pages by cursor, as jobs do."""
-    return await db.read_one(
+    return decode_all(await db.read_one(
         "SELECT * FROM batch WHERE owner = $owner AND ($before = NONE OR created_at < $before) "
         "ORDER BY created_at DESC LIMIT $limit START $offset",
-        {"owner": rid("user", owner_id), "limit": limit, "offset": offset, "before": before})
+        {"owner": rid("user", owner_id), "limit": limit, "offset": offset, "before": before}),
+        Batch)
 
 
-async def jobs_of(db: Database, batches: list[dict]) -> dict[str, dict]:
+async def jobs_of(db: Database, batches: list[Batch]) -> dict[str, VideoJob]:
     """Every job of these batches, by job id (one read for all of them)."""
-    ids = [rid("video_job", j) for b in batches for j in b.get("jobs") or []]
+    ids = [rid("video_job", j) for b in batches for j in b.jobs]
     if not ids:
         return {}
     rows = await db.read_one("SELECT * FROM $ids", {"ids": ids})
-    return {str(r["id"].id): r for r in rows or []}
+    return {job.id: job for job in decode_all(rows, VideoJob)}
 
 
 async def retry_rows(db: Database, batch_id: str, owner_id: str,
-                     retries: list[tuple[str, str, dict[str, Any]]]) -> list[dict]:
+                     retries: list[tuple[str, str, NewJob]]) -> list[VideoJob]:
     """For each (failed job, its retry's id, the retry's record): record the retry in the
     failed job's row, once. All or nothing: a row another call retried first, or credits
     that don't fit, throw ("already_retried", "insufficient_credits")."""
@@ -90,12 +96,13 @@ async def retry_rows(db: Database, batch_id: str, owner_id: str,
         COMMIT;
         """,  # noqa: S608 - only fixed text is joined
         {"owner": owner, "bid": rid("batch", batch_id),
-         "total": sum(job["credits"] for _, _, job in retries),
+         "total": sum(job.credits for _, _, job in retries),
          "retries": [{"of": of, "id": new_id,
-                      "job": {**job, "owner": owner, "batch": batch_id, "retry_of": of}}
+                      "job": {**job.content(), "owner": owner, "batch": batch_id,
+                              "retry_of": of}}
                      for of, new_id, job in retries],
          "ids": [rid("video_job", new_id) for _, new_id, _ in retries]},
     )
-    return result[-1]
+    return decode_all(result[-1], VideoJob)
 
 

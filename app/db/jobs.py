@@ -6,9 +6,10 @@ allowed; this module only makes them atomic."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from app.db.connection import Database, Thrown, rid
+from app.db.records import JobEvent, NewJob, VideoJob, decode, decode_all, plain
 
 CreditEffect = Literal["release", "capture"] | None
 
@@ -18,22 +19,24 @@ _CREDITS = {
     "release": """UPDATE $owner SET reserved -= $job.credits,
                   active_jobs -= IF $job.batch = NONE THEN 1 ELSE 0 END;""",
     # Capturing charges the balance, frees the reservation, files the video in the library
-    # and writes the ledger entry; the fixed ids make a repeat impossible, not just unlikely.
+    # (`$library`, as the job's owner's) and writes the ledger entry; the fixed ids make a
+    # repeat impossible, not just unlikely.
     "capture": """
         UPDATE $owner SET balance -= $job.credits, reserved -= $job.credits,
             active_jobs -= IF $job.batch = NONE THEN 1 ELSE 0 END;
         CREATE type::thing("ledger", "capture-" + $id) CONTENT {
             owner: $owner, amount: -$job.credits, reason: "video", job: $id
         };
-        CREATE type::thing("library", $id) CONTENT $library;
+        CREATE type::thing("library", $id) CONTENT object::from_entries(
+            array::concat(object::entries($library), [["owner", $owner]]));
     """,
 }
 
 
 async def create(
-    db: Database, job_id: str, owner_id: str, job: dict, cap: int, *,
+    db: Database, job_id: str, owner_id: str, job: NewJob, cap: int, *,
     retry_of: str | None = None, idempotency: dict[str, Any] | None = None,
-) -> dict:
+) -> VideoJob:
     """Record a job and reserve its credits atomically.
     With `retry_of`, the original job (failed or canceled, and not retried yet) is marked
     `retried_as` this one in the same transaction: one retry per job, however many race.
@@ -69,30 +72,47 @@ async def create(
         COMMIT;
         """,
         {"owner": rid("user", owner_id), "jid": rid("video_job", job_id), "id": job_id,
-         "job": {**job, "owner": rid("user", owner_id),
+         "job": {**job.content(), "owner": rid("user", owner_id),
                  **({"retry_of": retry_of} if retry_of else {})},
          "cap": cap, "retry_of": rid("video_job", retry_of) if retry_of else None,
          "idem": idempotency,
          "idem_id": rid("idempotency_key", [owner_id, idempotency["key"]])
          if idempotency else None},
     )
-    return result[-1]
+    created: dict[str, Any] = result[-1]
+    return decode(created, VideoJob)
 
 
+@overload
+async def transition(
+    db: Database, job_id: str, to: str, sources: list[str],
+    fields: dict[str, object] | None = None, *, reason: str | None = None,
+    lease: str | None = None, credits: CreditEffect = None,
+    library: dict[str, object] | None = None, with_previous: Literal[False] = False,
+    unrendered: bool = False,
+) -> VideoJob | None: ...
+@overload
+async def transition(
+    db: Database, job_id: str, to: str, sources: list[str],
+    fields: dict[str, object] | None = None, *, reason: str | None = None,
+    lease: str | None = None, credits: CreditEffect = None,
+    library: dict[str, object] | None = None, with_previous: Literal[True],
+    unrendered: bool = False,
+) -> tuple[VideoJob | None, str | None]: ...
 async def transition(
     db: Database,
     job_id: str,
     to: str,
     sources: list[str],
-    fields: dict[str, Any] | None = None,
+    fields: dict[str, object] | None = None,
     *,
     reason: str | None = None,
     lease: str | None = None,
     credits: CreditEffect = None,
-    library: dict[str, Any] | None = None,
+    library: dict[str, object] | None = None,
     with_previous: bool = False,
     unrendered: bool = False,
-) -> Any:
+) -> VideoJob | None | tuple[VideoJob | None, str | None]:
     """Move a job to `to` if it is in one of `sources` (and, with `lease`, still leased by
     that driver; with `unrendered`, only while no webhook has said the provider finished).
     Returns the job after the move, or None when the guard refused it; with
@@ -123,38 +143,36 @@ async def transition(
             return (None, None) if with_previous else None
         raise
     out = result[-1]
-    return (out["job"], out.get("before")) if with_previous else out["job"]
+    row: dict[str, Any] | None = out["job"]
+    job = decode(row, VideoJob)
+    return (job, out.get("before")) if with_previous else job
 
 
-async def _first(db: Database, sql: str, vars: dict[str, Any]) -> dict | None:
-    """A conditional UPDATE of one record: the record after it, or None when the WHERE
-    did not hold (UPDATE ONLY would raise instead)."""
-    rows = await db.write_one(sql, vars)
-    return rows[0] if rows else None
-
-
-def _now():
-    from datetime import UTC, datetime
-
+def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def update(db: Database, job_id: str, fields: dict[str, Any], lease: str) -> dict | None:
-    """Change non-status fields of a job this driver holds."""
-    return await _first(db,
+async def update(db: Database, job_id: str, fields: dict[str, object],
+                 lease: str) -> VideoJob | None:
+    """Change non-status fields of a job this driver holds: the job after it, or None
+    when the driver no longer holds it."""
+    rows = await db.write_one(
         "UPDATE $jid MERGE $fields WHERE lease_owner = $lease RETURN AFTER",
         {"jid": rid("video_job", job_id), "lease": lease,
          "fields": {**fields, "updated_at": _now()}},
     )
+    return decode(rows[0], VideoJob) if rows else None
 
 
-async def get(db: Database, job_id: str) -> dict | None:
-    return await db.read_one("SELECT * FROM ONLY $jid", {"jid": rid("video_job", job_id)})
+async def get(db: Database, job_id: str) -> VideoJob | None:
+    row: dict[str, Any] | None = await db.read_one(
+        "SELECT * FROM ONLY $jid", {"jid": rid("video_job", job_id)})
+    return decode(row, VideoJob)
 
 
-async def get_owned(db: Database, job_id: str, owner_id: str) -> dict | None:
+async def get_owned(db: Database, job_id: str, owner_id: str) -> VideoJob | None:
     job = await get(db, job_id)
-    if job is None or str(job["owner"].id) != owner_id:
+    if job is None or job.owner_id != owner_id:
         return None
     return job
 
@@ -168,7 +186,7 @@ OWNER_INDEX = "WITH INDEX job_owner"
 async def list_for(
     db: Database, owner_id: str, statuses: list[str] | None = None,
     limit: int = 20, offset: int = 0, before: datetime | None = None, singles: bool = False,
-) -> list[dict]:
+) -> list[VideoJob]:
     """Newest first. `before` (a created_at) pages by cursor: jobs created since the first
     page was read do not shift the next page, as an offset would. `singles`: leave out
     batches' rows (lists that show each batch as one card)."""
@@ -178,12 +196,12 @@ async def list_for(
     # WITH INDEX: given `status IN …`, the planner walks the job_status index, i.e. every
     # person's jobs in those states (80 ms at 3,000 jobs, growing with the table); the
     # owner's index is what bounds this to one person's jobs (4 ms). See OWNER_INDEX.
-    return await db.read_one(
+    return decode_all(await db.read_one(
         f"SELECT * FROM video_job {OWNER_INDEX} WHERE {where} "  # noqa: S608
         "ORDER BY created_at DESC LIMIT $limit START $offset",
         {"owner": rid("user", owner_id), "statuses": statuses, "limit": limit, "offset": offset,
          "before": before},
-    )
+    ), VideoJob)
 
 
 _DUE_ONE_STATUS = """
@@ -239,24 +257,26 @@ async def _due_fairly(db: Database, active: list[str], limit: int, me: str,
     from app.jobs.fairness import pick
 
     started = [s for s in active if s != "pending"]
-    pending = await db.read_one(_PENDING, {"window": PENDING_WINDOW})
+    # Plain rows (ids and owners as key strings): app/jobs/fairness.py sees no RecordID.
+    pending: list[dict[str, Any]] = plain(await db.read_one(_PENDING, {"window": PENDING_WINDOW}))
     now = _now()
-    free, busy = [], {}
+    free: list[dict[str, Any]] = []
+    busy: dict[str, int] = {}
     for row in pending or []:
         leased = row.get("lease_until") is not None and row["lease_until"] > now
         if leased:  # being submitted by a driver: it holds a slot already
-            busy[str(row["owner"])] = busy.get(str(row["owner"]), 0) + 1
+            busy[row["owner"]] = busy.get(row["owner"], 0) + 1
         else:
             free.append(row)
     running = dict(busy)
-    owners = list({str(row["owner"]): row["owner"] for row in free}.values())
+    owners = [rid("user", o) for o in dict.fromkeys(row["owner"] for row in free)]
     if owners and started:
         for result in await db.read(
                 "".join(_RUNNING.format(i=i) for i in range(len(started))),
                 {"owners": owners, **{f"status_{i}": s for i, s in enumerate(started)}}):
-            for row in result or []:
-                running[str(row["owner"])] = running.get(str(row["owner"]), 0) + row["n"]
-    chosen = [str(r["id"].id) for r in pick(free, running, cap, limit)]
+            for row in plain(result) or []:
+                running[row["owner"]] = running.get(row["owner"], 0) + row["n"]
+    chosen = [str(r["id"]) for r in pick(free, running, cap, limit)]
     if len(chosen) < limit and started:
         chosen += await due(db, started, limit - len(chosen), me)
     return chosen
@@ -264,7 +284,7 @@ async def _due_fairly(db: Database, active: list[str], limit: int, me: str,
 
 async def claim_many(
     db: Database, job_ids: list[str], owner: str, ttl_s: float, active: list[str]
-) -> list[dict]:
+) -> list[VideoJob]:
     """`claim` for several jobs in one statement: the WHERE is checked for each record on
     its own, so the jobs returned are exactly those this driver won (one round trip and one
     parse instead of one per job)."""
@@ -282,7 +302,7 @@ async def claim_many(
          "ttl": _ms(ttl_s), "active": active},
     )
     order = {j: i for i, j in enumerate(job_ids)}
-    return sorted(rows or [], key=lambda r: order.get(str(r["id"].id), len(order)))
+    return sorted(decode_all(rows, VideoJob), key=lambda j: order.get(j.id, len(order)))
 
 
 async def release(db: Database, job_id: str, owner: str, due_in_s: float | None,
@@ -338,11 +358,11 @@ async def release_all(db: Database, owner: str) -> None:
     )
 
 
-async def by_request_id(db: Database, request_id: str) -> dict | None:
+async def by_request_id(db: Database, request_id: str) -> VideoJob | None:
     rows = await db.read_one(
         "SELECT * FROM video_job WHERE provider_request_id = $r LIMIT 1", {"r": request_id}
     )
-    return rows[0] if rows else None
+    return decode(rows[0], VideoJob) if rows else None
 
 
 async def accept_webhook(
@@ -373,17 +393,18 @@ async def accept_webhook(
         {"hook": rid("webhook_seen", request_id), "jid": rid("video_job", job_id),
          "id": job_id, "active": active, "keep": _ms(keep_s), "note": note},
     )
-    return result[-1]
+    status: str | None = result[-1]
+    return status
 
 
-async def unannounced(db: Database, owner_id: str, final: list[str]) -> list[dict]:
+async def unannounced(db: Database, owner_id: str, final: list[str]) -> list[VideoJob]:
     # Run at every stream connect; without the owner's index it scanned every finished job
     # in the system (300 ms at 10,000 jobs). See OWNER_INDEX.
-    return await db.read_one(
+    return decode_all(await db.read_one(
         f"SELECT * FROM video_job {OWNER_INDEX} "  # noqa: S608 - a constant
         "WHERE owner = $owner AND status IN $final AND announced = false",
         {"owner": rid("user", owner_id), "final": final},
-    )
+    ), VideoJob)
 
 
 async def mark_announced(db: Database, job_ids: list[str]) -> None:
@@ -394,10 +415,10 @@ async def mark_announced(db: Database, job_ids: list[str]) -> None:
         )
 
 
-async def timeline(db: Database, job_id: str) -> list[dict]:
-    return await db.read_one(
+async def timeline(db: Database, job_id: str) -> list[JobEvent]:
+    return decode_all(await db.read_one(
         "SELECT * FROM job_event WHERE job = $id ORDER BY at", {"id": job_id}
-    )
+    ), JobEvent)
 
 
 # -- operations (admin pages, CLI, metrics) ------------------------------------------------
@@ -411,7 +432,7 @@ async def count_by_status(db: Database) -> dict[str, int]:
 async def list_all(
     db: Database, *, statuses: list[str] | None = None, template: str | None = None,
     owner_id: str | None = None, limit: int = 50, offset: int = 0,
-) -> list[dict]:
+) -> list[VideoJob]:
     """Everyone's jobs, newest first, each with `owner_email`."""
     conditions = []
     if statuses:
@@ -421,15 +442,16 @@ async def list_all(
     if owner_id:
         conditions.append("owner = $owner")
     where = (" WHERE " + " AND ".join(conditions)) if conditions else ""
-    return await db.read_one(
+    return decode_all(await db.read_one(
         f"SELECT *, owner.email AS owner_email FROM video_job{where} "  # noqa: S608
         "ORDER BY created_at DESC LIMIT $limit START $offset",
         {"statuses": statuses, "template": template, "limit": limit, "offset": offset,
          "owner": rid("user", owner_id) if owner_id else None},
-    )
+    ), VideoJob)
 
 
-async def release_lease(db: Database, job_id: str, active: list[str], reason: str) -> dict | None:
+async def release_lease(db: Database, job_id: str, active: list[str],
+                        reason: str) -> VideoJob | None:
     """Clear an active job's lease and make it due now (for a driver that is stuck, not
     dead: a dead one's lease simply expires). Noted in the job's timeline."""
     result = await db.write(
@@ -446,7 +468,8 @@ async def release_lease(db: Database, job_id: str, active: list[str], reason: st
         """,
         {"jid": rid("video_job", job_id), "id": job_id, "active": active, "reason": reason},
     )
-    return result[-1]
+    released: dict[str, Any] | None = result[-1]
+    return decode(released, VideoJob)
 
 
 __all__ = ["Thrown"]

@@ -145,6 +145,31 @@ class VideoJob(Record, kw_only=True):
     owner_email: str | None = None  # on admin listings (app/db/jobs.py list_all)
 
 
+class NewJob(msgspec.Struct, kw_only=True):
+    """What a new job is recorded with (app/jobs/service.py builds it; app/db/jobs.py and
+    app/db/batches.py add the owner, and a batch row its batch)."""
+    template: str
+    template_name: str
+    start_key: str
+    variables: dict[str, str] = msgspec.field(default_factory=dict)
+    prompt: str
+    provider: str
+    endpoint: str
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+    typical_seconds: int = 120
+    credits: int
+    status: Status = Status.PENDING
+    deadline_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    due_at: datetime
+    row: int | None = None
+
+    def content(self) -> dict[str, Any]:
+        """The record's fields for a CREATE … CONTENT (unset options left out: NONE)."""
+        return {k: v for k, v in msgspec.structs.asdict(self).items() if v is not None}
+
+
 class JobEvent(Record, kw_only=True):
     job: str
     from_status: str | None = msgspec.field(default=None, name="from")

@@ -23,6 +23,7 @@ import contextlib
 import time
 from typing import Any
 
+from app.db import changes
 from app.db.connection import Database
 from app.db.records import LibraryItem, User, decode
 from app.events.broker import Broker
@@ -49,7 +50,7 @@ class FeedFollower:
         self.poll_seconds = poll_seconds
         self.position = 0  # the last versionstamp handled
         self.last_read = time.monotonic()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.changes_seen = 0
 
     async def start(self) -> None:
@@ -123,15 +124,15 @@ class FeedFollower:
     async def _apply(self, change: dict[str, Any]) -> None:
         if "update" in change:
             record = change["update"]
-            table = record["id"].table_name
+            table = changes.table_of(record)
             if table == "video_job":
-                await self.notifier.publish("job", record)
+                await self.notifier.publish("job", changes.job_of(record))
             elif table == "user":
                 await self.notifier.publish_credits(decode(record, User))
             elif table == "library":
                 await self.notifier.publish_library(decode(record, LibraryItem))
-        elif "delete" in change and change["delete"]["id"].table_name == "session":
-            self.broker.end_session(str(change["delete"]["id"].id))
+        elif "delete" in change and changes.table_of(change["delete"]) == "session":
+            self.broker.end_session(changes.key_of(change["delete"]))
 
     async def resync(self, why: str) -> None:
         """Send every open stream of this process the current state again."""

@@ -19,7 +19,7 @@ from app.db import jobs as jobs_db
 from app.db import library as library_db
 from app.db import users as users_db
 from app.db.connection import Database, rid
-from app.db.records import LibraryItem, User
+from app.db.records import Batch, LibraryItem, User, VideoJob
 from app.events.broker import Broker, ServerEvent
 from app.jobs.states import FINAL, Status
 from app.observability.logging import get_logger
@@ -35,10 +35,10 @@ ACTIVE_STATUSES = sorted(s.value for s in Status if s not in FINAL)
 BATCH_COALESCE = 0.05  # seconds: changes of a batch's rows within this go out as one card
 
 
-def job_look(job: dict[str, Any]) -> tuple:
+def job_look(job: VideoJob) -> tuple[object, ...]:
     """What a person (or an admin) can see of a job: a change here is worth an event."""
-    return (job.get("status"), job.get("queue_position"), job.get("last_log"),
-            job.get("error"), job.get("result_key"), job.get("attempts"))
+    return (job.status, job.queue_position, job.last_log, job.error, job.result_key,
+            job.attempts)
 
 
 def credits_look(user: User) -> tuple[int, int]:
@@ -55,14 +55,14 @@ class Notifier:
         # change also goes to their streams (the admin pages' rows and timelines), through
         # their own channels: no extra subscription per stream.
         self.admins: set[str] = set()
-        self._sent: OrderedDict[str, tuple[int, tuple]] = OrderedDict()
+        self._sent: OrderedDict[str, tuple[int, tuple[object, ...]]] = OrderedDict()
         # Batches whose card is about to be sent again (one render for a burst of changes
         # of its rows, e.g. 100 rows created at once), by batch id.
-        self._batches_due: dict[str, asyncio.Task] = {}
+        self._batches_due: dict[str, asyncio.Task[None]] = {}
 
-    def _newer(self, key: str, record: dict[str, Any], look: tuple) -> bool:
-        """Whether this state of a record is worth sending (and if so, remember it)."""
-        rev = int(record.get("rev") or 0)
+    def _newer(self, key: str, rev: int, look: tuple[object, ...]) -> bool:
+        """Whether this state of a record (its `rev`) is worth sending (and if so,
+        remember it)."""
         last = self._sent.get(key)
         if last is not None and (rev <= last[0] or look == last[1]):
             if rev > last[0]:
@@ -77,56 +77,65 @@ class Notifier:
     def _watched(self, user_id: str) -> bool:
         return self.broker.has_subscribers(user_id) or bool(self.admins)
 
-    async def publish(self, kind: str, job: dict[str, Any]) -> None:
-        user_id = str(job["owner"].id)
-        if kind == "batch":  # a new batch (or new rows of one): {"owner", "batch"}
-            self.batch_soon(user_id, job["batch"])
-            if self.admins:  # the admin queue lists each new row
-                batch = await batches_db.get_owned(self.db, job["batch"], user_id)
-                rows = await batches_db.jobs_of(self.db, [batch] if batch else [])
-                for row in rows.values():
-                    if row["status"] == Status.PENDING and self._newer(
-                            f"job:{row['id'].id}", row, job_look(row)):
-                        await self.publish_admin(row)
-        elif kind == "job" and job.get("batch"):
+    async def publish_batch_made(self, user_id: str, batch_id: str) -> None:
+        """A new batch (or new rows of one): its card, the admin queue's new rows, and the
+        credits it holds."""
+        self.batch_soon(user_id, batch_id)
+        if self.admins:  # the admin queue lists each new row
+            batch = await batches_db.get_owned(self.db, batch_id, user_id)
+            rows = await batches_db.jobs_of(self.db, [batch] if batch else [])
+            for row in rows.values():
+                if row.status == Status.PENDING and self._newer(
+                        f"job:{row.id}", row.rev, job_look(row)):
+                    await self.publish_admin(row)
+        await self.publish_credits_of(user_id)
+
+    async def publish_credits_of(self, user_id: str) -> None:
+        if self.broker.has_subscribers(user_id):
+            user = await users_db.by_id(self.db, user_id)
+            if user:
+                await self.publish_credits(user)
+
+    async def publish(self, kind: str, job: VideoJob) -> None:
+        """A change of `job`: its card ("job"), its owner's credits ("credits") or the
+        video it filed in the library ("library")."""
+        user_id = job.owner_id
+        if kind == "job" and job.batch:
             await self.publish_row(user_id, job)
         elif kind == "job":
-            key = f"job:{job['id'].id}"
+            key = f"job:{job.id}"
             # A job this process has not sent before goes out as a new card (an upsert in
             # the page): its first state here may be a later one, e.g. when another
             # process's driver moved it before this process's feed brought its creation.
             last = self._sent.get(key)
             # Its end is toasted once: a later change of an ended job only redraws its card.
             ended = last is None or last[1][0] not in FINAL
-            if self._watched(user_id) and self._newer(key, job, job_look(job)):
+            if self._watched(user_id) and self._newer(key, job.rev, job_look(job)):
                 await self.publish_job(user_id, job, new=last is None, toast=ended)
         elif kind == "credits":
-            if self.broker.has_subscribers(user_id):
-                user = await users_db.by_id(self.db, user_id)
-                if user:
-                    await self.publish_credits(user)
-        elif (kind == "library" and job.get("result_key")
+            await self.publish_credits_of(user_id)
+        elif (kind == "library" and job.result_key
               and self.broker.has_subscribers(user_id)):
-            item = await library_db.get_owned(self.db, user_id, job["result_key"])
+            item = await library_db.get_owned(self.db, user_id, job.result_key)
             if item:
                 await self.publish_library(item)
 
-    async def publish_job(self, user_id: str, job: dict[str, Any], new: bool = False,
+    async def publish_job(self, user_id: str, job: VideoJob, new: bool = False,
                           toast: bool = True) -> None:
         if self.admins:
             await self.publish_admin(job)
         if not self.broker.has_subscribers(user_id):
             return
-        events = await self.job_events(job, new=new or job["status"] == Status.PENDING,
+        events = await self.job_events(job, new=new or job.status == Status.PENDING,
                                        toast=toast)
-        if self.broker.publish(user_id, events) and job["status"] in FINAL:
-            await jobs_db.mark_announced(self.db, [str(job["id"].id)])
+        if self.broker.publish(user_id, events) and job.status in FINAL:
+            await jobs_db.mark_announced(self.db, [job.id])
 
-    async def publish_row(self, user_id: str, job: dict[str, Any]) -> None:
+    async def publish_row(self, user_id: str, job: VideoJob) -> None:
         """A batch's row: its card in place (where a list shows it), the notice about work
         in progress, and soon its batch's card; never a toast of its own (the batch has
         one, when it ends)."""
-        if not (self._watched(user_id) and self._newer(f"job:{job['id'].id}", job,
+        if not (self._watched(user_id) and self._newer(f"job:{job.id}", job.rev,
                                                         job_look(job))):
             return
         if self.admins:
@@ -134,9 +143,10 @@ class Notifier:
         if not self.broker.has_subscribers(user_id):
             return
         events = await self.job_events(job, new=False, toast=False)
-        if self.broker.publish(user_id, events) and job["status"] in FINAL:
-            await jobs_db.mark_announced(self.db, [str(job["id"].id)])
-        self.batch_soon(user_id, job["batch"])
+        if self.broker.publish(user_id, events) and job.status in FINAL:
+            await jobs_db.mark_announced(self.db, [job.id])
+        if job.batch:
+            self.batch_soon(user_id, job.batch)
 
     def batch_soon(self, user_id: str, batch_id: str) -> None:
         """Send the batch's card in a moment, once for all the changes until then."""
@@ -165,14 +175,14 @@ class Notifier:
             return
         view = batch_view(batch, await batches_db.jobs_of(self.db, [batch]))
         events = [ServerEvent("jobs", self.fragments.batch_card(view))]
-        if view["final"] and self._newer(f"batch-done:{batch_id}", {"rev": 1}, ("ended",)):
+        if view["final"] and self._newer(f"batch-done:{batch_id}", 1, ("ended",)):
             events.append(ServerEvent("toasts", self.fragments.batch_toast(view)))
         self.broker.publish(user_id, events)
 
     async def publish_credits(self, user: User) -> None:
         user_id = user.id
         if self.broker.has_subscribers(user_id) and self._newer(
-                f"user:{user_id}", {"rev": user.rev}, credits_look(user)):
+                f"user:{user_id}", user.rev, credits_look(user)):
             self.broker.publish(user_id, [ServerEvent("credits", self.fragments.credits(user))])
 
     async def publish_library(self, item: LibraryItem) -> None:
@@ -184,7 +194,7 @@ class Notifier:
             return
         if item.kind != "video" or not self.broker.has_subscribers(user_id):
             return
-        if not self._newer(f"library:{item.key}", {"rev": 1}, ("filed",)):
+        if not self._newer(f"library:{item.key}", 1, ("filed",)):
             return
         url = await self.storage.url(item.key)
         poster = await self.storage.url(item.poster_key) if item.poster_key else None
@@ -196,10 +206,10 @@ class Notifier:
         start image, pick another (static/app.js). The data is the key (safe characters
         only, app/storage/keys.py). Sent once per process, whichever way it learnt of it."""
         if self.broker.has_subscribers(user_id) and self._newer(
-                f"library-removed:{key}", {"rev": 1}, ("removed",)):
+                f"library-removed:{key}", 1, ("removed",)):
             self.broker.publish(user_id, [ServerEvent("library-removed", key)])
 
-    async def publish_admin(self, job: dict[str, Any]) -> None:
+    async def publish_admin(self, job: VideoJob) -> None:
         watching = [a for a in list(self.admins) if self.broker.has_subscribers(a)]
         self.admins.intersection_update(watching)  # their last stream closed: forget them
         if not watching:
@@ -207,35 +217,34 @@ class Notifier:
         try:
             events = await self.admin_events(job)
         except Exception:  # an admin view must never hold up a job
-            log.exception("events.admin_render_failed", job_id=str(job["id"].id))
+            log.exception("events.admin_render_failed", job_id=job.id)
             return
         for admin_id in watching:
             self.broker.publish(admin_id, events)
 
-    async def admin_events(self, job: dict[str, Any]) -> list[ServerEvent]:
+    async def admin_events(self, job: VideoJob) -> list[ServerEvent]:
         """A queue row (new jobs are added to the queue's top) and the live detail."""
-        job_id = str(job["id"].id)
-        owner = await users_db.by_id(self.db, str(job["owner"].id))
+        job_id = job.id
+        owner = await users_db.by_id(self.db, job.owner_id)
         email = owner.email if owner else None
         row = admin_view.row_html(self.fragments, job, email)
         detail = admin_view.detail_html(self.fragments, job, email,
                                         await jobs_db.timeline(self.db, job_id))
-        first = (ServerEvent("admin-jobs", row) if job["status"] == Status.PENDING
+        first = (ServerEvent("admin-jobs", row) if job.status == Status.PENDING
                  else ServerEvent(f"admin-job-{job_id}", row))
         return [first, ServerEvent(f"admin-job-{job_id}-detail", detail)]
 
-    async def job_events(self, job: dict[str, Any], new: bool,
+    async def job_events(self, job: VideoJob, new: bool,
                          toast: bool = True) -> list[ServerEvent]:
         """A job's card, a short toast if it has just ended (`toast`), and the one notice
         about work in progress, counted again from the database (every tab and process
         then shows the same count)."""
-        job_id = str(job["id"].id)
-        video_url = await self.storage.url(job["result_key"]) if job.get("result_key") else None
+        video_url = await self.storage.url(job.result_key) if job.result_key else None
         await self.fragments.durations.prime(self.db, [job])  # a query per minute at most
         card = self.fragments.job_card(job, video_url)
-        events = [ServerEvent("jobs" if new else f"job-{job_id}", card),
-                  await self.progress_event(str(job["owner"].id))]
-        if toast and job["status"] in FINAL:  # after the notice: the last one's takes its place
+        events = [ServerEvent("jobs" if new else f"job-{job.id}", card),
+                  await self.progress_event(job.owner_id)]
+        if toast and job.status in FINAL:  # after the notice: the last one's takes its place
             events.append(ServerEvent("toasts", self.fragments.toast(job)))
         return events
 
@@ -249,13 +258,13 @@ class Notifier:
         return ServerEvent("toast-progress", self.fragments.progress_toast(
             active, version, await self.batches_running(active)))
 
-    async def batches_running(self, active: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def batches_running(self, active: list[VideoJob]) -> list[dict[str, Any]]:
         """The batches among the running jobs, for the notice: name, rows, rows to go (one
         read of the batch records, not of their rows)."""
         left: dict[str, int] = {}
         for job in active:
-            if job.get("batch"):
-                left[job["batch"]] = left.get(job["batch"], 0) + 1
+            if job.batch:
+                left[job.batch] = left.get(job.batch, 0) + 1
         if not left:
             return []
         rows = await self.db.read_one(
@@ -272,30 +281,30 @@ class Notifier:
         version = int(time.time() * 1000)
         active = await active_jobs(self.db, user_id)
         ended = await jobs_db.unannounced(self.db, user_id, [s.value for s in FINAL])
-        ended.sort(key=lambda j: j["created_at"])
+        ended.sort(key=lambda j: j.created_at)
         events: list[ServerEvent] = []
         await self.fragments.durations.prime(self.db, active)
         # The newest of the ended ones: a page lists at most this many cards anyway.
-        shown = sorted([*active, *ended[-ACTIVE_SHOWN:]], key=lambda j: j["created_at"])
+        shown = sorted([*active, *ended[-ACTIVE_SHOWN:]], key=lambda j: j.created_at)
         batches: list[str] = []
         for job in shown:
-            if job.get("batch"):  # a batch is one card, sent below
-                if job["batch"] not in batches:
-                    batches.append(job["batch"])
+            if job.batch:  # a batch is one card, sent below
+                if job.batch not in batches:
+                    batches.append(job.batch)
                 continue
-            video_url = await self.storage.url(job["result_key"]) if job.get("result_key") else None
+            video_url = await self.storage.url(job.result_key) if job.result_key else None
             events.append(ServerEvent("jobs", self.fragments.job_card(job, video_url)))
         if batches:
             from app.web.batch_views import batch_view
 
-            found = [b for b in [await batches_db.get_owned(self.db, b, user_id)
-                                 for b in batches] if b]
+            found: list[Batch] = [b for b in [await batches_db.get_owned(self.db, b, user_id)
+                                              for b in batches] if b]
             rows = await batches_db.jobs_of(self.db, found)
             for batch in found:
                 view = batch_view(batch, rows)
                 events.append(ServerEvent("jobs", self.fragments.batch_card(view)))
                 if view["final"]:  # ended while away: the summary covers it; not again
-                    self._newer(f"batch-done:{batch['id'].id}", {"rev": 1}, ("ended",))
+                    self._newer(f"batch-done:{batch.id}", 1, ("ended",))
         events.append(ServerEvent("toast-progress",
                                   self.fragments.progress_toast(
                                       active, version, await self.batches_running(active))))
@@ -308,10 +317,10 @@ class Notifier:
             events.append(ServerEvent("toasts", self.fragments.toast(ended[0], announce=True)))
         elif ended:
             events.append(ServerEvent("toasts", self.fragments.away_toast(ended)))
-        await jobs_db.mark_announced(self.db, [str(j["id"].id) for j in ended])
+        await jobs_db.mark_announced(self.db, [j.id for j in ended])
         return events
 
 
-async def active_jobs(db: Database, user_id: str) -> list[dict[str, Any]]:
+async def active_jobs(db: Database, user_id: str) -> list[VideoJob]:
     """The person's running jobs, newest first (by the owner's index)."""
     return await jobs_db.list_for(db, user_id, ACTIVE_STATUSES, limit=ACTIVE_SHOWN)

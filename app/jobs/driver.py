@@ -35,7 +35,8 @@ from tenacity import (
 
 from app.db import housekeeping
 from app.db import jobs as jobs_db
-from app.db.connection import Conflict, ConnectionLost, Database, rid
+from app.db.connection import Conflict, ConnectionLost, Database
+from app.db.records import VideoJob
 from app.jobs import schedule
 from app.jobs.crashpoints import crashpoint
 from app.jobs.prompts import caption
@@ -180,9 +181,7 @@ class Driver:
             for job_id in held - kept:
                 if job_id in self._rendering and job_id not in self._inflight:
                     endpoint, request_id = self._rendering.pop(job_id)
-                    self._spawn(self._cancel_at_provider(
-                        {"id": rid("video_job", job_id), "endpoint": endpoint,
-                         "provider_request_id": request_id}))
+                    self._spawn(self._cancel_request(job_id, endpoint, request_id))
 
     @property
     def inflight(self) -> int:
@@ -244,13 +243,13 @@ class Driver:
             for job in await jobs_db.claim_many(
                 self.db, batch, self.id, self.lease_seconds, ACTIVE_VALUES
             ):
-                job_id = _id(job)
+                job_id = job.id
                 task = asyncio.create_task(self._step(job), name=f"job-{job_id}")
                 self._inflight[job_id] = task
                 task.add_done_callback(lambda _t, j=job_id: self._step_done(j))
 
-    async def _step(self, job: dict[str, Any]) -> None:
-        job_id = str(job["id"].id)
+    async def _step(self, job: VideoJob) -> None:
+        job_id = job.id
         structlog.contextvars.bind_contextvars(job_id=job_id)  # this task's log lines
         next_in: float | None = None
         try:
@@ -258,21 +257,21 @@ class Driver:
         except asyncio.CancelledError:
             raise
         except TRANSIENT as exc:
-            attempts = int(job.get("attempts", 0)) + 1
+            attempts = job.attempts + 1
             if attempts >= schedule.MAX_TRANSIENT_ATTEMPTS:
-                log.warning("job.gave_up", job_status=job["status"], attempt=attempts,
+                log.warning("job.gave_up", job_status=job.status.value, attempt=attempts,
                             **error_fields(exc))
                 await self._fail(job, f"Gave up after {attempts} attempts: {_describe(exc)}")
             else:
-                log.warning("job.transient_error", job_status=job["status"], attempt=attempts,
+                log.warning("job.transient_error", job_status=job.status.value, attempt=attempts,
                             **error_fields(exc))
                 next_in = schedule.retry_after(attempts)
                 await self._release(job_id, next_in, attempts=attempts)
         except ProviderError as exc:
-            log.warning("job.provider_error", job_status=job["status"], **error_fields(exc))
+            log.warning("job.provider_error", job_status=job.status.value, **error_fields(exc))
             await self._fail(job, str(exc) or "The video provider reported an error")
         except Exception as exc:
-            log.exception("job.unexpected_error", job_status=job["status"],
+            log.exception("job.unexpected_error", job_status=job.status.value,
                           **error_fields(exc))
             await self._fail(job, f"Internal error: {type(exc).__name__}")
         finally:
@@ -304,12 +303,12 @@ class Driver:
         return jobs_db.released(next_in)
 
     # -- one step of one job ---------------------------------------------------------
-    async def _advance(self, job: dict[str, Any]) -> float | None:
-        status = job["status"]
+    async def _advance(self, job: VideoJob) -> float | None:
+        status = job.status
         # Past its deadline a job is canceled at the provider and fails, unless the provider
         # has already finished (finalizing, or a webhook said so): that render is paid for.
-        if (datetime.now(UTC) >= job["deadline_at"] and status != Status.FINALIZING
-                and not job.get("provider_done")):
+        if (datetime.now(UTC) >= job.deadline_at and status != Status.FINALIZING
+                and not job.provider_done):
             await self._cancel_at_provider(job)
             minutes = round(self.service.settings.job_deadline_seconds / 60)
             await self._fail(job, f"Timed out: the video was not ready after {minutes} minutes")
@@ -322,96 +321,96 @@ class Driver:
             await self._finalize(job)
         return None
 
-    async def _request(self, job: dict[str, Any]) -> SubmitRequest:
+    async def _request(self, job: VideoJob) -> SubmitRequest:
         """What the provider is asked to render: always the same for the same job."""
         return SubmitRequest(
-            endpoint=job["endpoint"], prompt=job["prompt"],
-            image_url=await self._image_url(job), parameters=dict(job["parameters"]),
-            caption=caption(job["variables"]),
+            endpoint=job.endpoint, prompt=job.prompt,
+            image_url=await self._image_url(job), parameters=dict(job.parameters),
+            caption=caption(job.variables),
             webhook_url=self.webhook_url,
         )
 
-    async def _submit(self, job: dict[str, Any]) -> float | None:
+    async def _submit(self, job: VideoJob) -> float | None:
         crashpoint("before_submit")
         request = await self._request(job)
         request_id = await _retry(self._provider_call("submit", self.provider.submit), request)
         if self.runs_here:
-            self._rendering[_id(job)] = (job["endpoint"], request_id)
+            self._rendering[job.id] = (job.endpoint, request_id)
         crashpoint("after_submit")
         next_in = schedule.next_check(0, bool(self.webhook_url), self._interval)
         moved = await self.service.move(
-            _id(job), Status.QUEUED, lease=self.id, reason="submitted to provider",
+            job.id, Status.QUEUED, lease=self.id, reason="submitted to provider",
             fields={"provider_request_id": request_id, "webhook": bool(self.webhook_url),
                     "started_at": datetime.now(UTC), "checks": 0, "attempts": 0,
-                    **self._released_in(_id(job), next_in)},
+                    **self._released_in(job.id, next_in)},
         )
         if moved is None:  # canceled while we were submitting: stop it at the provider too
-            self._spawn(self._cancel_at_provider({**job, "provider_request_id": request_id}))
+            self._spawn(self._cancel_request(job.id, job.endpoint, request_id))
             return None
-        if moved.get("lease_owner") is None:
-            self._released.add(_id(job))
+        if moved.lease_owner is None:
+            self._released.add(job.id)
         return next_in
 
-    async def _render_again(self, job: dict[str, Any]) -> None:
+    async def _render_again(self, job: VideoJob) -> None:
         """The render ran in a process that stopped or died: render it here, under the same
         request id (a render is deterministic, so the video is the same)."""
-        request_id = job["provider_request_id"]
+        request_id = _request_id(job)
         await self.provider.submit(await self._request(job), request_id)
-        self._rendering[_id(job)] = (job["endpoint"], request_id)
-        log.info("job.render_again", job_status=job["status"])
+        self._rendering[job.id] = (job.endpoint, request_id)
+        log.info("job.render_again", job_status=job.status.value)
 
-    async def _check(self, job: dict[str, Any]) -> float | None:
-        job_id = _id(job)
-        if not job.get("provider_done"):
+    async def _check(self, job: VideoJob) -> float | None:
+        job_id = job.id
+        if not job.provider_done:
             asked = time.monotonic()
             try:
                 st = await _retry(self._provider_call("status", self.provider.status),
-                                  job["endpoint"], job["provider_request_id"])
+                                  job.endpoint, _request_id(job))
             except RenderLost:
                 await self._render_again(job)
                 await self.service.move(
-                    job_id, Status(job["status"]), lease=self.id,
+                    job_id, job.status, lease=self.id,
                     reason="rendering again: the server rendering it stopped",
                     fields={"last_log": "Rendering again (the server rendering it stopped)"})
                 return self._interval
-            checks = int(job.get("checks", 0)) + 1
+            checks = job.checks + 1
             if st.state != "completed":
                 crashpoint("while_processing")
                 to = Status.QUEUED if st.state == "queued" else Status.PROCESSING
-                if job["status"] == Status.PROCESSING:
+                if job.status == Status.PROCESSING:
                     to = Status.PROCESSING  # a provider retry may requeue; we never go back
-                last_log = st.logs[-1][:300] if st.logs else job.get("last_log")
-                changed = (to != job["status"] or st.queue_position != job.get("queue_position")
-                           or last_log != job.get("last_log"))
+                last_log = st.logs[-1][:300] if st.logs else job.last_log
+                changed = (to != job.status or st.queue_position != job.queue_position
+                           or last_log != job.last_log)
                 # Counted from when fal was asked, so checks are one interval apart however
                 # long this step took (the lease is released with what is left of it).
-                next_in = (schedule.next_check(checks, job["webhook"], self._interval)
+                next_in = (schedule.next_check(checks, job.webhook, self._interval)
                            - (time.monotonic() - asked))
                 # One write either way: the transition hands the lease back, or (nothing
                 # seen changed) the release carries the check's count.
                 if changed:
-                    fields = {"checks": checks, "attempts": 0,
+                    fields: dict[str, object] = {"checks": checks, "attempts": 0,
                               "queue_position": st.queue_position, "last_log": last_log,
                               **self._released_in(job_id, next_in)}
                     moved = await self.service.move(job_id, to, lease=self.id, fields=fields)
-                    if moved is not None and moved.get("lease_owner") is None:
+                    if moved is not None and moved.lease_owner is None:
                         self._released.add(job_id)
                 else:
                     await self._release(job_id, next_in, checks=checks, attempts=0)
                 return next_in
-        job = await self.service.move(
+        moved = await self.service.move(
             job_id, Status.FINALIZING, lease=self.id, reason="provider finished",
             fields={"queue_position": None, "attempts": 0},
         )
-        if job is not None:
-            await self._finalize(job)
+        if moved is not None:
+            await self._finalize(moved)
         return None
 
-    async def _finalize(self, job: dict[str, Any]) -> None:
+    async def _finalize(self, job: VideoJob) -> None:
         """Download, store under a fixed key, then charge + file + complete in one
         transaction guarded by the job's state: repeats find the key stored and the
         transaction refused, so there is one file, one library item, one charge."""
-        job_id, owner_id = _id(job), str(job["owner"].id)
+        job_id, owner_id = job.id, job.owner_id
         if job_id in self._inflight:  # its slot goes to the status checks
             self._finalizing.add(job_id)
             if self._backlog:
@@ -434,7 +433,7 @@ class Driver:
                 async with self._downloads:
                     fetched = await _retry(
                         self._provider_call("result", self.provider.fetch_result),
-                        job["endpoint"], job["provider_request_id"], tmp,
+                        job.endpoint, _request_id(job), tmp,
                         self.max_result_bytes,
                     )
                 crashpoint("after_download")
@@ -446,9 +445,9 @@ class Driver:
             finally:
                 await asyncio.to_thread(tmp.unlink, missing_ok=True)
             crashpoint("after_upload")
-        library = {"owner": job["owner"], "key": key, "kind": "video",
-                   "content_type": "video/mp4", "size": size, "job": job_id,
-                   "name": f"{job['template_name']}.mp4", "poster_key": poster}
+        library: dict[str, object] = {
+            "key": key, "kind": "video", "content_type": "video/mp4", "size": size,
+            "job": job_id, "name": f"{job.template_name}.mp4", "poster_key": poster}
         done = await self.service.move(
             job_id, Status.COMPLETED, lease=self.id, reason="stored and charged",
             fields={"result_key": key, "result_size": size, "poster_key": poster},
@@ -458,7 +457,7 @@ class Driver:
         if done is not None:
             self._released.add(job_id)  # a final move clears the lease
             seconds = time.monotonic() - started
-            labels = (job.get("template") or "unknown", self.provider_name)
+            labels = (job.template or "unknown", self.provider_name)
             self.metrics.finalize_duration.labels(*labels).observe(seconds)
             if downloaded:
                 self.metrics.finalize_bytes.labels(*labels).observe(size)
@@ -466,39 +465,41 @@ class Driver:
                      downloaded=downloaded)
         if done is None:
             current = await jobs_db.get(self.db, job_id)
-            if current and current["status"] == Status.CANCELED:
+            if current and current.status == Status.CANCELED:
                 await self.storage.delete(key)  # canceled at the last moment: nothing kept
                 await self.storage.delete(posters.poster_key(key))
 
-    async def _rendered_here(self, job: dict[str, Any]) -> None:
+    async def _rendered_here(self, job: VideoJob) -> None:
         """Before fetching a local render's result: if the render is unknown here (its
         process stopped after it finished, on another machine), render it again and wait;
         the step's lease is renewed meanwhile."""
         try:
-            await self.provider.status(job["endpoint"], job["provider_request_id"])
+            await self.provider.status(job.endpoint, _request_id(job))
             return
         except RenderLost:
             await self._render_again(job)
         while (await self.provider.status(  # noqa: ASYNC110 - the state is the provider's
-                job["endpoint"], job["provider_request_id"])).state != "completed":
+                job.endpoint, _request_id(job))).state != "completed":
             await asyncio.sleep(0.25)
 
     # -- helpers ---------------------------------------------------------------------
 
-    async def _fail(self, job: dict[str, Any], message: str) -> None:
-        self._rendering.pop(_id(job), None)
-        if await self.service.move(_id(job), Status.FAILED, reason=message,
+    async def _fail(self, job: VideoJob, message: str) -> None:
+        self._rendering.pop(job.id, None)
+        if await self.service.move(job.id, Status.FAILED, reason=message,
                                    fields={"error": message[:500]}) is not None:
-            self._released.add(_id(job))  # a final move clears the lease
+            self._released.add(job.id)  # a final move clears the lease
 
-    async def _cancel_at_provider(self, job: dict[str, Any]) -> None:
-        if not job.get("provider_request_id"):
-            return
+    async def _cancel_at_provider(self, job: VideoJob) -> None:
+        if job.provider_request_id:
+            await self._cancel_request(job.id, job.endpoint, job.provider_request_id)
+
+    async def _cancel_request(self, job_id: str, endpoint: str, request_id: str) -> None:
         try:
             await _retry(self._provider_call("cancel", self.provider.cancel),
-                         job["endpoint"], job["provider_request_id"])
+                         endpoint, request_id)
         except ProviderError as exc:
-            log.warning("job.provider_cancel_failed", job_id=_id(job), **error_fields(exc))
+            log.warning("job.provider_cancel_failed", job_id=job_id, **error_fields(exc))
 
     def _provider_call(self, kind: str, fn):
         """`fn` counted per attempt (requests and errors by kind), failures logged with
@@ -534,7 +535,7 @@ class Driver:
 
         return call
 
-    def cancel_later(self, job: dict[str, Any]) -> None:
+    def cancel_later(self, job: VideoJob) -> None:
         """For cancels made outside the driver (the API): tell the provider in the background."""
         self._spawn(self._cancel_at_provider(job))
 
@@ -543,15 +544,15 @@ class Driver:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _image_url(self, job: dict[str, Any]) -> str:
-        external = self.storage.external_url(job["start_key"])
+    async def _image_url(self, job: VideoJob) -> str:
+        external = self.storage.external_url(job.start_key)
         if external:
             return external
         import base64
         import mimetypes
 
-        data = await self.storage.get_bytes(job["start_key"])
-        mime = mimetypes.guess_type(job["start_key"])[0] or "image/png"
+        data = await self.storage.get_bytes(job.start_key)
+        mime = mimetypes.guess_type(job.start_key)[0] or "image/png"
         return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
@@ -568,8 +569,11 @@ async def _retry(fn, *args):
     raise AssertionError("unreachable")
 
 
-def _id(job: dict[str, Any]) -> str:
-    return str(job["id"].id)
+def _request_id(job: VideoJob) -> str:
+    """The provider's id of a submitted job (every state past pending has one)."""
+    if job.provider_request_id is None:
+        raise ProviderError(f"job {job.id} has no provider request id")
+    return job.provider_request_id
 
 
 def _describe(exc: BaseException) -> str:

@@ -14,11 +14,11 @@ from typing import Any
 
 def pick(pending: list[dict[str, Any]], running: dict[str, int], cap: int,
          limit: int) -> list[dict[str, Any]]:
-    """Up to `limit` of `pending` (rows with `owner`, `due_at`, optional `batch`), in the
+    """Up to `limit` of `pending` (rows with `owner` (its id), `due_at`, optional `batch`), in the
     order to start them; `running` is each owner's jobs already past pending."""
     queues: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in pending:
-        queues[str(row["owner"])].append(row)
+        queues[row["owner"]].append(row)
     heap = []
     for owner, rows in queues.items():
         rows.sort(key=lambda r: (r.get("batch") is not None, r["due_at"]), reverse=True)

@@ -13,6 +13,8 @@ from typing import Any
 
 from app.db import jobs as jobs_db
 from app.db.connection import Database
+from app.db.records import VideoJob
+from app.jobs.states import FINAL, Status
 from app.observability.logging import get_logger
 
 log = get_logger("reelforge.progress")
@@ -49,10 +51,9 @@ class Durations:
         hit = self._cache.get((template, provider))
         return hit[1] if hit else None
 
-    async def prime(self, db: Database, jobs: Iterable[dict[str, Any]]) -> None:
+    async def prime(self, db: Database, jobs: Iterable[VideoJob]) -> None:
         now = self.clock()
-        keys = {(j.get("template") or "", j.get("provider") or "") for j in jobs
-                if j.get("status") not in ("completed", "failed", "canceled")}
+        keys = {(j.template, j.provider) for j in jobs if j.status not in FINAL}
         for key in keys:
             hit = self._cache.get(key)
             if hit and hit[0] > now:
@@ -68,19 +69,18 @@ class Durations:
             self._cache[key] = (now + self.ttl, statistics.median(runs) if runs else None)
 
 
-def estimate(job: dict[str, Any], elapsed: float, now: float,
+def estimate(job: VideoJob, elapsed: float, now: float,
              durations: Durations | None) -> dict[str, Any]:
     """{"progress": 0–100, "source": "provider"|"history"|"template", "eta": seconds or
     None, "expected": seconds}. `eta` is given only from the provider's progress or from
     history: the template's figure is a rough "usually about", not a countdown."""
-    history = durations.seconds(job.get("template") or "", job.get("provider") or "") \
-        if durations else None
-    expected = history or max(1, int(job.get("typical_seconds") or 120))
+    history = durations.seconds(job.template, job.provider) if durations else None
+    expected = history or max(1, job.typical_seconds or 120)
     source = "history" if history else "template"
-    fraction = log_progress(job.get("last_log")) if job.get("status") == "processing" else None
+    fraction = log_progress(job.last_log) if job.status == Status.PROCESSING else None
     if fraction is not None and fraction > 0:
         # The provider's rate so far, from when it was handed the job.
-        started = job.get("started_at") or job["created_at"]
+        started = job.started_at or job.created_at
         running = max(0.0, now - started.timestamp())
         eta = running * (1 - fraction) / fraction
         return {"progress": int(100 * fraction), "source": "provider", "eta": eta,

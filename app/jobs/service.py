@@ -18,7 +18,7 @@ from app.db import library as library_db
 from app.db import templates as templates_db
 from app.db import users as users_db
 from app.db.connection import Database, Thrown
-from app.db.records import Template
+from app.db.records import NewJob, Template, VideoJob
 from app.jobs.prompts import VariableError, check_variables, fill_prompt
 from app.jobs.states import ACTIVE, FINAL, Status, sources_of
 from app.observability.logging import get_logger
@@ -78,21 +78,27 @@ def accepted_body(job_id: str, credits: int) -> dict[str, Any]:
             "message": "Generating video…"}
 
 
+async def _nothing(owner_id: str, batch_id: str) -> None:
+    return None
+
+
 @dataclass
 class JobService:
     db: Database
     settings: Settings
-    publish: Callable[[str, dict[str, Any]], Awaitable[None]]  # (kind, job) → fan-out
+    publish: Callable[[str, VideoJob], Awaitable[None]]  # (kind, job) → fan-out
+    # (owner id, batch id): a new batch, or new rows of one (app/jobs/batches.py).
+    publish_batch: Callable[[str, str], Awaitable[None]] = _nothing
     wake_driver: Callable[[], None] = lambda: None
-    cancel_at_provider: Callable[[dict[str, Any]], None] = lambda job: None
+    cancel_at_provider: Callable[[VideoJob], None] = lambda job: None
     # (job after, status before, credit effect) after every move: the app's metrics.
-    observe: Callable[[dict[str, Any], str | None, str | None], None] = (
+    observe: Callable[[VideoJob, str | None, str | None], None] = (
         lambda job, before, credits: None)
 
     async def create(
         self, user_id: str, template_slug: Any, start_key: Any, variables: Any, provider: str,
         *, idempotency_key: str | None = None, retry_of: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> VideoJob:
         """Record a job (credits reserved). With `idempotency_key`, a key this person used
         within 24 h raises IdempotentReplay (same body) or a 422 (another body), checked
         again in the transaction that records the job, so concurrent requests make one job.
@@ -110,7 +116,7 @@ class JobService:
         idempotency = None
         if idempotency_key is not None:
             idempotency = {"key": idempotency_key, "fingerprint": fingerprint, "status": 202,
-                           "body": accepted_body(job_id, template.credits),
+                           "body": accepted_body(job_id, record.credits),
                            "ttl": IDEMPOTENCY_TTL}
         try:
             job = await jobs_db.create(
@@ -122,7 +128,7 @@ class JobService:
                 raise _AlreadyRetried() from None
             if exc.code == "idempotency_key_used" and idempotency_key and fingerprint:
                 await self._replay(user_id, idempotency_key, fingerprint)
-            raise await self.refusal(exc.code, user_id, template.credits) from None
+            raise await self.refusal(exc.code, user_id, record.credits) from None
         await self.publish("job", job)
         await self.publish("credits", job)
         self.wake_driver()
@@ -148,28 +154,34 @@ class JobService:
                                         "message": "That start image is not in your library"})
 
     def record(self, template: Template, start_key: str, variables: Any, provider: str,
-               *, field_prefix: str = "") -> dict[str, Any]:
+               *, field_prefix: str = "", row: int | None = None) -> NewJob:
         """A new pending job's record, after checking the variables (a bad one is a 400
         naming `field_prefix` + the field)."""
         try:
             values = check_variables(template, variables)
         except VariableError as exc:
             raise _bad(field_prefix + exc.field, exc.message) from None
-        return self.pending({
-            "template": template.slug, "template_name": template.name,
-            "start_key": start_key, "variables": values,
-            "prompt": fill_prompt(template.prompt, values), "provider": provider,
-            "endpoint": template.endpoint, "parameters": template.parameters,
-            "typical_seconds": template.typical_seconds,
-            "credits": template.credits,
-        })
+        return self.pending(
+            template=template.slug, template_name=template.name,
+            start_key=start_key, variables=values,
+            prompt=fill_prompt(template.prompt, values), provider=provider,
+            endpoint=template.endpoint, parameters=template.parameters,
+            typical_seconds=template.typical_seconds, credits=template.credits, row=row,
+        )
 
-    def pending(self, inputs: dict[str, Any]) -> dict[str, Any]:
+    def pending(self, *, template: str, template_name: str, start_key: str,
+                variables: dict[str, str], prompt: str, provider: str, endpoint: str,
+                parameters: dict[str, Any], typical_seconds: int, credits: int,
+                row: int | None = None) -> NewJob:
         """A new job's record from its inputs: pending, due now, with its deadline."""
         now = datetime.now(UTC)
-        return {**inputs, "status": Status.PENDING.value,
-                "deadline_at": now + timedelta(seconds=self.settings.job_deadline_seconds),
-                "created_at": now, "updated_at": now, "due_at": now}
+        return NewJob(
+            template=template, template_name=template_name, start_key=start_key,
+            variables=variables, prompt=prompt, provider=provider, endpoint=endpoint,
+            parameters=parameters, typical_seconds=typical_seconds, credits=credits,
+            row=row, status=Status.PENDING,
+            deadline_at=now + timedelta(seconds=self.settings.job_deadline_seconds),
+            created_at=now, updated_at=now, due_at=now)
 
     async def _replay(self, user_id: str, key: str, fingerprint: str) -> None:
         """Raise the first answer to `key` (or 422 for another body); return if unused."""
@@ -183,7 +195,7 @@ class JobService:
                            "request body; send a new key for a new submission"})
         raise IdempotentReplay(prior["status"], prior["body"], prior["job"])
 
-    async def retry(self, job_id: str, provider: str) -> tuple[dict[str, Any], bool]:
+    async def retry(self, job_id: str, provider: str) -> tuple[VideoJob, bool]:
         """A new job with a failed or canceled job's inputs, for the same person, reserved
         and charged like any other. One per job, however many ask at once (admin page,
         CLI): the original's `retried_as` is set in the transaction that records the new
@@ -192,18 +204,18 @@ class JobService:
         if original is None:
             raise JobRequestError(404, {"error": "not_found", "message": "No such job"})
         for _ in range(2):
-            if original.get("retried_as"):
-                existing = await jobs_db.get(self.db, original["retried_as"])
+            if original.retried_as:
+                existing = await jobs_db.get(self.db, original.retried_as)
                 if existing is not None:
                     return existing, False
-            if original["status"] not in RETRYABLE:
+            if original.status not in RETRYABLE:
                 raise JobRequestError(409, {
-                    "error": "not_retryable", "status": original["status"],
+                    "error": "not_retryable", "status": original.status.value,
                     "message": "Only a failed or canceled job can be retried."})
             try:
                 job = await self.create(
-                    str(original["owner"].id), original["template"], original["start_key"],
-                    original["variables"], provider, retry_of=job_id)
+                    original.owner_id, original.template, original.start_key,
+                    original.variables, provider, retry_of=job_id)
                 return job, True
             except _AlreadyRetried:  # someone else's retry won: answer with theirs
                 original = await jobs_db.get(self.db, job_id) or original
@@ -228,21 +240,22 @@ class JobService:
 
     async def cancel(
         self, user_id: str, job_id: str, reason: str = "canceled by its owner"
-    ) -> dict[str, Any]:
+    ) -> VideoJob:
         """Cancel now: the job ends canceled and its reservation is released at once; the
         driver tells the provider (a finalize that races this finds the job canceled)."""
         job = await jobs_db.get_owned(self.db, job_id, user_id)
         if job is None:
             raise JobRequestError(404, {"error": "not_found", "field": "jobId",
                                         "message": "No such job"})
-        if job["status"] in FINAL_VALUES:
-            if job["status"] == Status.CANCELED:
+        if job.status in FINAL:
+            if job.status == Status.CANCELED:
                 return job
-            raise JobRequestError(409, {"error": "already_finished", "status": job["status"],
-                                        "message": f"The job has already {job['status']}"})
+            raise JobRequestError(409, {"error": "already_finished",
+                                        "status": job.status.value,
+                                        "message": f"The job has already {job.status}"})
         if is_rendered(job):
             raise JobRequestError(409, {
-                "error": "already_rendered", "status": job["status"],
+                "error": "already_rendered", "status": job.status.value,
                 "message": "The video has already been rendered and is being saved, so it "
                            "can no longer be canceled; it will be charged."})
         # unrendered: the move itself refuses once the provider has finished, so a cancel
@@ -251,15 +264,15 @@ class JobService:
                                 fields={"cancel_requested": True, "error": "Canceled"})
         if moved is None:  # it finished in the meantime
             return await self.cancel(user_id, job_id, reason)
-        if moved.get("provider_request_id"):
+        if moved.provider_request_id:
             self.cancel_at_provider(moved)
         return moved
 
     async def move(
-        self, job_id: str, to: Status, *, fields: dict[str, Any] | None = None,
+        self, job_id: str, to: Status, *, fields: dict[str, object] | None = None,
         reason: str | None = None, lease: str | None = None,
-        library: dict[str, Any] | None = None, unrendered: bool = False,
-    ) -> dict[str, Any] | None:
+        library: dict[str, object] | None = None, unrendered: bool = False,
+    ) -> VideoJob | None:
         """The one way a job changes status. Returns None when the job was no longer in a
         state the move starts from (someone else moved it first). With `unrendered`, only
         from a state in which the provider has not finished rendering (see is_rendered)."""
@@ -269,7 +282,7 @@ class JobService:
         if not sources:
             raise TransitionNotAllowed(to)
         extra = dict(fields or {})
-        credits = None
+        credits: jobs_db.CreditEffect = None
         if to in FINAL:
             extra.update(finished_at=datetime.now(UTC), lease_owner=None, lease_until=None,
                          queue_position=None)
@@ -281,14 +294,13 @@ class JobService:
         if job is not None:
             # The one log line and the metrics of every status change (ids, never the
             # owner's email or the prompt).
-            created = job.get("created_at")
-            age = (job.get("finished_at") or datetime.now(UTC)) - created if created else None
+            age = (job.finished_at or datetime.now(UTC)) - job.created_at
             (log.warning if to == Status.FAILED else log.info)(
-                "job.transition", job_id=job_id, owner_id=str(job["owner"].id),
-                template=job.get("template"), provider=job.get("provider"),
-                provider_request_id=job.get("provider_request_id"),
-                **{"from": before, "to": job["status"]}, attempt=job.get("attempts", 0),
-                duration_s=round(age.total_seconds(), 3) if age else None,
+                "job.transition", job_id=job_id, owner_id=job.owner_id,
+                template=job.template, provider=job.provider,
+                provider_request_id=job.provider_request_id,
+                **{"from": before, "to": job.status.value}, attempt=job.attempts,
+                duration_s=round(age.total_seconds(), 3),
                 reason=reason, credits=credits,
             )
             try:
@@ -303,11 +315,10 @@ class JobService:
         return job
 
 
-def is_rendered(job: dict[str, Any]) -> bool:
+def is_rendered(job: VideoJob) -> bool:
     """The provider has finished (and been paid): the job is being saved, or a webhook said
     so. From then on a job can no longer be canceled."""
-    return job["status"] not in FINAL_VALUES and (
-        job["status"] == Status.FINALIZING or bool(job.get("provider_done")))
+    return job.status not in FINAL and (job.status == Status.FINALIZING or job.provider_done)
 
 
 def _bad(field: str, message: str) -> JobRequestError:

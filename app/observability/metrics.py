@@ -40,6 +40,7 @@ from prometheus_client import generate_latest as _generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import ThreadingWSGIServer
 
+from app.db.records import VideoJob
 from app.jobs.states import FINAL, Status
 from app.observability.logging import get_logger
 from app.settings import Settings
@@ -126,20 +127,18 @@ class Metrics:
 
     # -- observations -----------------------------------------------------------------
     def observe_transition(
-        self, job: dict[str, Any], before: str | None, credits: str | None
+        self, job: VideoJob, before: str | None, credits: str | None
     ) -> None:
-        to = job["status"]
+        to = job.status.value
         self.transitions.labels(before or "none", to).inc()
-        template, provider = job.get("template") or "unknown", job.get("provider") or "unknown"
-        created = job.get("created_at")
-        if isinstance(created, datetime):
-            now = job.get("finished_at") or datetime.now(UTC)
-            seconds = max(0.0, (now - created).total_seconds())
-            if before in _BEFORE_RUNNING and to in _RUNNING:
-                self.queue_wait.labels(template, provider).observe(seconds)
-            if to in FINAL:
-                self.job_duration.labels(template, provider, to).observe(seconds)
-        amount = int(job.get("credits") or 0)
+        template, provider = job.template or "unknown", job.provider or "unknown"
+        seconds = max(0.0, ((job.finished_at or datetime.now(UTC))
+                            - job.created_at).total_seconds())
+        if before in _BEFORE_RUNNING and to in _RUNNING:
+            self.queue_wait.labels(template, provider).observe(seconds)
+        if job.status in FINAL:
+            self.job_duration.labels(template, provider, to).observe(seconds)
+        amount = job.credits
         if credits == "capture":
             self.credit_captures.inc()
             self.credits_captured.inc(amount)

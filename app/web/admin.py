@@ -19,7 +19,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from app.db import jobs as jobs_db
 from app.db import templates as templates_db
 from app.db import users as users_db
-from app.db.records import User
+from app.db.records import User, VideoJob
 from app.jobs.service import ACTIVE_VALUES, JobRequestError
 from app.jobs.states import Status
 from app.observability.logging import get_logger
@@ -103,7 +103,7 @@ class AdminController(Controller):
             person = await users_db.by_email(db, owner)
             owner_id = person.id if person else None
             no_match = person is None
-        rows: list[dict[str, Any]] = []
+        rows: list[VideoJob] = []
         if not no_match:
             rows = await jobs_db.list_all(
                 db, statuses=STATE_FILTERS[state] if state else None, template=template,
@@ -115,7 +115,7 @@ class AdminController(Controller):
         filters = {"template": template, "owner": owner}
         return Template(template_name="pages/admin_queue.html", context={
             "user": _admin(request), "active_nav": "admin",
-            "rows": [admin_job_view(j, j.get("owner_email")) for j in rows[:PAGE_SIZE]],
+            "rows": [admin_job_view(j, j.owner_email) for j in rows[:PAGE_SIZE]],
             "state": state, "template": template, "owner": owner, "page": page,
             "counts": counts, "templates": await templates_db.list_active(db),
             "states": [(None, "All", "all"), ("active", "Active", "active")]
@@ -140,7 +140,7 @@ class AdminController(Controller):
         services = services_of(request)
         job = await _get_job(request, job_id)
         try:
-            await services.jobs.cancel(str(job["owner"].id), job_id,
+            await services.jobs.cancel(job.owner_id, job_id,
                                        reason="canceled by an admin")
         except JobRequestError as exc:
             return await _job_page(request, job_id, error=exc.body.get("message"),
@@ -157,7 +157,7 @@ class AdminController(Controller):
         except JobRequestError as exc:
             return await _job_page(request, job_id, error=exc.body.get("message"),
                                    status=exc.status)
-        new_id = str(new["id"].id)
+        new_id = new.id
         log.info("admin.retry", admin_id=_admin(request).id, job_id=job_id,
                  new_job_id=new_id, created=created)
         done = "retried" if created else "already_retried"
@@ -178,7 +178,7 @@ class AdminController(Controller):
         return Redirect(f"/admin/jobs/{job_id}?done=released", status_code=303)
 
 
-async def _get_job(request: Request, job_id: str) -> dict[str, Any]:
+async def _get_job(request: Request, job_id: str) -> VideoJob:
     job = await jobs_db.get(services_of(request).db, safe_id(job_id))
     if job is None:
         raise NotFoundException()
@@ -191,7 +191,7 @@ async def _job_page(
 ) -> Template:
     db = services_of(request).db
     job = await _get_job(request, job_id)
-    owner = await users_db.by_id(db, str(job["owner"].id))
+    owner = await users_db.by_id(db, job.owner_id)
     return Template(template_name="pages/admin_job.html", status_code=status, context={
         "user": _admin(request), "active_nav": "admin",
         "j": admin_job_view(job, owner.email if owner else None),

@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from app.jobs.states import FINAL
+from app.db.records import JobEvent, VideoJob
+from app.jobs.states import FINAL, Status
 from app.web.render import Fragments, _job_view
 
 
@@ -31,40 +32,40 @@ def ago(seconds: int | None) -> str:
     return f"{seconds // 86400} d"
 
 
-def admin_job_view(job: dict[str, Any], owner_email: str | None) -> dict[str, Any]:
-    lease_until = job.get("lease_until")
+def admin_job_view(job: VideoJob, owner_email: str | None) -> dict[str, Any]:
+    lease_until = job.lease_until
     job_view = _job_view(job)
     return {
         **job_view,
         "owner_email": owner_email or "(deleted account)",
-        "owner_id": str(job["owner"].id) if job.get("owner") is not None else "",
-        "provider": job.get("provider") or "",
-        "provider_request_id": job.get("provider_request_id"),
-        "attempts": int(job.get("attempts") or 0),
-        "checks": int(job.get("checks") or 0),
-        "age": ago(_seconds(job.get("created_at"))),
-        "run_time": ago(_seconds(job.get("created_at"), job.get("finished_at"))),
-        "last_error": job.get("error"),
-        "lease_owner": job.get("lease_owner"),
+        "owner_id": job.owner_id,
+        "provider": job.provider,
+        "provider_request_id": job.provider_request_id,
+        "attempts": job.attempts,
+        "checks": job.checks,
+        "age": ago(_seconds(job.created_at)),
+        "run_time": ago(_seconds(job.created_at, job.finished_at)),
+        "last_error": job.error,
+        "lease_owner": job.lease_owner,
         "lease_until": lease_until,
-        "lease_expired": isinstance(lease_until, datetime) and lease_until < datetime.now(UTC),
-        "due_at": job.get("due_at"),
-        "updated_at": job.get("updated_at"),
-        "finished_at": job.get("finished_at"),
-        "webhook": bool(job.get("webhook")),
-        "retried_as": job.get("retried_as"),
-        "retry_of": job.get("retry_of"),
-        "retryable": job["status"] in ("failed", "canceled") and not job.get("retried_as"),
-        "cancelable": job["status"] not in FINAL and not job_view["rendered"],
+        "lease_expired": lease_until is not None and lease_until < datetime.now(UTC),
+        "due_at": job.due_at,
+        "updated_at": job.updated_at,
+        "finished_at": job.finished_at,
+        "webhook": job.webhook,
+        "retried_as": job.retried_as,
+        "retry_of": job.retry_of,
+        "retryable": job.status in (Status.FAILED, Status.CANCELED) and not job.retried_as,
+        "cancelable": job.status not in FINAL and not job_view["rendered"],
     }
 
 
-def row_html(fragments: Fragments, job: dict[str, Any], owner_email: str | None) -> str:
+def row_html(fragments: Fragments, job: VideoJob, owner_email: str | None) -> str:
     return fragments.render("admin_job_row", j=admin_job_view(job, owner_email))
 
 
 def detail_html(
-    fragments: Fragments, job: dict[str, Any], owner_email: str | None, timeline: list[dict]
+    fragments: Fragments, job: VideoJob, owner_email: str | None, timeline: list[JobEvent]
 ) -> str:
     return fragments.render("admin_job_detail", j=admin_job_view(job, owner_email),
                             timeline=timeline)

@@ -16,6 +16,7 @@ from app.db import library as library_db
 from app.db import records
 from app.db import templates as templates_db
 from app.db.connection import Thrown
+from app.db.records import VideoJob
 from app.jobs.service import (
     IDEMPOTENCY_HEADER,
     IdempotentReplay,
@@ -51,7 +52,7 @@ from app.web.answers import (
     Uploaded,
     err,
 )
-from app.web.auth import require_user, services_of, user_id_of
+from app.web.auth import require_user, services_of
 from app.web.generate import generate_error_response, generate_success_response
 from app.web.job_filters import STATUS_FILTERS, safe_id
 from app.web.request_docs import (
@@ -92,54 +93,53 @@ async def library_json(request: Request[Any, Any, Any], item: records.LibraryIte
                        created_at=item.created_at.isoformat())
 
 
-async def job_status_json(request: Request[Any, Any, Any], job: dict[str, Any]) -> JobStatus:
-    status = public_status(job["status"])
-    if status == Status.COMPLETED:
+async def job_status_json(request: Request[Any, Any, Any], job: VideoJob) -> JobStatus:
+    status = public_status(job.status.value)
+    if status == Status.COMPLETED and job.result_key is not None:
         return JobCompleted(status="completed",
-                            url=await services_of(request).storage.url(job["result_key"]),
-                            key=job["result_key"], credits=job["credits"])
+                            url=await services_of(request).storage.url(job.result_key),
+                            key=job.result_key, credits=job.credits)
     if status in (Status.FAILED, Status.CANCELED):
-        return JobEnded(status=cast(EndedStatus, status), error=job.get("error") or status)
+        return JobEnded(status=cast(EndedStatus, status), error=job.error or status)
     body = JobActive(status=cast(ActiveStatus, status), message=status_message(job),
-                     queue_position=job.get("queue_position"))
+                     queue_position=job.queue_position)
     # What the card shows, when it is known: from the provider's progress or past jobs'
     # run times (the template's rough figure is no measurement, so it is left out).
     fragments = services_of(request).fragments
     await fragments.durations.prime(services_of(request).db, [job])
     view = fragments.job_view(job)
-    if view["progress_source"] != "template" and job["status"] != Status.FINALIZING:
+    if view["progress_source"] != "template" and job.status != Status.FINALIZING:
         body.progress = round(view["progress"] / 100, 2)
-    elif job["status"] == Status.FINALIZING:
+    elif job.status == Status.FINALIZING:
         body.progress = 1.0  # rendered; only saving is left
-    if view["eta"] is not None and job["status"] != Status.FINALIZING:
+    if view["eta"] is not None and job.status != Status.FINALIZING:
         body.eta_seconds = round(view["eta"])
     return body
 
 
-def status_message(job: dict[str, Any]) -> str:
-    s = job["status"]
+def status_message(job: VideoJob) -> str:
+    s = job.status
     if s == Status.PENDING:
         return "Starting…"
     if s == Status.QUEUED:
-        pos = job.get("queue_position")
+        pos = job.queue_position
         return f"In queue (position {pos + 1})" if pos is not None else "In queue"
     if s == Status.FINALIZING:
         return "Saving your video…"
-    return job.get("last_log") or "Generating video…"
+    return job.last_log or "Generating video…"
 
 
-def job_json(job: dict[str, Any]) -> JobOut:
-    charged = job["status"] == Status.COMPLETED
+def job_json(job: VideoJob) -> JobOut:
+    charged = job.status == Status.COMPLETED
     return JobOut(
-        job_id=str(job["id"].id), status=cast(PublicStatus, public_status(job["status"])),
-        template=job["template"], start_key=job["start_key"],
-        variables=job.get("variables") or {},
+        job_id=job.id, status=cast(PublicStatus, public_status(job.status.value)),
+        template=job.template, start_key=job.start_key, variables=job.variables,
         # Credits are charged only when a video is delivered: a failed or canceled job (or
         # one still running) has been charged nothing. `price` is what it costs on success.
-        credits=job["credits"] if charged else 0, charged=charged, price=job["credits"],
-        created_at=job["created_at"].isoformat(),
-        finished_at=job["finished_at"].isoformat() if job.get("finished_at") else None,
-        key=job.get("result_key"), error=job.get("error"),
+        credits=job.credits if charged else 0, charged=charged, price=job.credits,
+        created_at=job.created_at.isoformat(),
+        finished_at=job.finished_at.isoformat() if job.finished_at else None,
+        key=job.result_key, error=job.error,
     )
 
 
@@ -255,7 +255,7 @@ class ApiController(Controller):
             return payload
         try:
             job = await services.jobs.create(
-                user_id_of(user), payload.get("templateSlug"), payload.get("startKey"),
+                user.id, payload.get("templateSlug"), payload.get("startKey"),
                 payload.get("variables"), services.settings.provider_name,
                 idempotency_key=idempotency_key,
             )
@@ -272,8 +272,7 @@ class ApiController(Controller):
             return _refused(exc)
         if is_htmx(request):
             return await generate_success_response(request, user, payload, job)
-        return Response(_accepted(accepted_body(str(job["id"].id), job["credits"])),
-                        status_code=202)
+        return Response(_accepted(accepted_body(job.id, job.credits)), status_code=202)
 
     @get("/templates/video/status",
          response_description="The job's public status; while active, `progress` (0–1) and "
@@ -285,7 +284,7 @@ class ApiController(Controller):
         user = await require_user(request)
         if job_id is None:
             return _missing_job_id()
-        job = await jobs_db.get_owned(services_of(request).db, safe_id(job_id), user_id_of(user))
+        job = await jobs_db.get_owned(services_of(request).db, safe_id(job_id), user.id)
         if job is None:
             return error(404, "not_found", "No such job", field="jobId")
         return Response(await job_status_json(request, job))
@@ -302,7 +301,7 @@ class ApiController(Controller):
             return _missing_job_id()
         services = services_of(request)
         try:
-            job = await services.jobs.cancel(user_id_of(user), safe_id(job_id))
+            job = await services.jobs.cancel(user.id, safe_id(job_id))
         except JobRequestError as exc:
             return _refused(exc)
         if is_htmx(request):
@@ -322,7 +321,7 @@ class ApiController(Controller):
             return error(400, "invalid", f"status must be one of {', '.join(STATUS_FILTERS)}",
                          field="status")
         rows = await jobs_db.list_for(
-            services_of(request).db, user_id_of(user),
+            services_of(request).db, user.id,
             STATUS_FILTERS[status] if status else None, limit=limit + 1, offset=offset,
         )
         return Response(JobList(jobs=[job_json(j) for j in rows[:limit]],

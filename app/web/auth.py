@@ -84,6 +84,3 @@ async def require_user(request: Request[Any, Any, Any]) -> User:
         raise NotAuthorizedException("Sign in first")
     return user
 
-
-def user_id_of(user: User) -> str:
-    return user.id

@@ -62,7 +62,7 @@ class BatchPageController(Controller):
         fresh = await users_db.by_id(services.db, user.id) or user
         ctx = await generate_context(request, fresh, template_slug=body["templateSlug"],
                                      image_key=body["startKey"])
-        notice = f"Batch “{batch['name']}” started: {_plural(len(job_ids))}."
+        notice = f"Batch “{batch.name}” started: {_plural(len(job_ids))}."
         html = self._render(request, ctx, batch_view(blank_rows(), max_rows, notice=notice))
         html += services.fragments.credits(fresh).replace(
             'id="credits"', 'id="credits" hx-swap-oob="true"', 1)

@@ -11,14 +11,16 @@ from litestar.params import FromPath
 from litestar.response import Template
 
 from app.db import batches as batches_db
+from app.db.records import Batch, VideoJob
 from app.jobs.batches import summary
+from app.jobs.states import FINAL, Status
 from app.web.auth import current_user, services_of
 
 LABELS = {"pending": "Waiting", "processing": "Generating", "completed": "Ready",
           "partial": "Done, some failed", "failed": "Failed", "canceled": "Canceled"}
 
 
-def batch_view(batch: dict[str, Any], jobs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def batch_view(batch: Batch, jobs: dict[str, VideoJob]) -> dict[str, Any]:
     """What the batch card needs, computed in one place."""
     s = summary(batch, jobs)
     total = s["total"] or 1
@@ -27,26 +29,25 @@ def batch_view(batch: dict[str, Any], jobs: dict[str, dict[str, Any]]) -> dict[s
         ("running", s["running"], "running"), ("waiting", s["waiting"], "waiting")) if n]
     # The version the page keeps the newest of (static/app.js upsert): the batch record's
     # rev (bumped when rows are retried) first, then its rows' revs.
-    rows_rev = sum(int(j.get("rev") or 0) for j in s["rows"])
+    rows: list[VideoJob] = s["rows"]
+    rows_rev = sum(j.rev for j in rows)
     return {
-        "id": str(batch["id"].id), "name": batch["name"],
-        "template_name": batch["template_name"], "status": s["status"],
+        "id": batch.id, "name": batch.name,
+        "template_name": batch.template_name, "status": s["status"],
         "label": LABELS[s["status"]], "final": s["status"] not in ("pending", "processing"),
         "total": s["total"], "completed": s["completed"], "failed": s["failed"],
         "canceled": s["canceled"], "running": s["running"], "waiting": s["waiting"],
         "credits": s["credits"], "charged": s["charged"],
-        "held": sum(j["credits"] for j in s["rows"] if j["status"] not in
-                    ("completed", "failed", "canceled")),
-        "retryable": any(j["status"] == "failed" and not j.get("retried_as")
-                         for j in s["rows"]),
+        "held": sum(j.credits for j in rows if j.status not in FINAL),
+        "retryable": any(j.status == Status.FAILED and not j.retried_as for j in rows),
         "segments": [(cls, round(n * 100 / total, 2), n, label) for cls, n, label in segments],
-        "first_job": str(s["rows"][0]["id"].id) if s["rows"] else None,
-        "created_at": batch["created_at"],
-        "updated": str(int(batch.get("rev") or 0) * 1_000_000 + rows_rev),
+        "first_job": rows[0].id if rows else None,
+        "created_at": batch.created_at,
+        "updated": str(batch.rev * 1_000_000 + rows_rev),
     }
 
 
-async def batch_views(request: Request, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def batch_views(request: Request, batches: list[Batch]) -> list[dict[str, Any]]:
     jobs = await batches_db.jobs_of(services_of(request).db, batches)
     return [batch_view(b, jobs) for b in batches]
 
@@ -62,9 +63,8 @@ async def batch_rows(request: Request, batch_id: FromPath[str]) -> Template | Re
     batch = await batches_db.get_owned(services.db, safe, user.id)
     if batch is None:
         return Response("", status_code=404)
-    rows = summary(batch, await batches_db.jobs_of(services.db, [batch]))["rows"]
+    rows: list[VideoJob] = summary(batch, await batches_db.jobs_of(services.db, [batch]))["rows"]
     await services.fragments.durations.prime(services.db, rows)
-    urls = {str(j["id"].id): await services.storage.url(j["result_key"])
-            for j in rows if j.get("result_key")}
+    urls = {j.id: await services.storage.url(j.result_key) for j in rows if j.result_key}
     return Template(template_name="partials/batch_rows.html",
                     context={"jobs": rows, "urls": urls})

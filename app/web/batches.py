@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 import msgspec
@@ -19,6 +19,7 @@ from litestar.response import Stream
 from zipstream import ZIP_STORED, ZipStream
 
 from app.db import batches as batches_db
+from app.db.records import Batch, VideoJob
 from app.jobs.batches import file_names, summary
 from app.jobs.service import JobRequestError
 from app.jobs.states import public_status
@@ -104,24 +105,25 @@ BATCH_BODY = Schema(
 )
 
 
-async def _out(request: Request, batch: dict[str, Any], jobs: dict[str, dict[str, Any]],
+async def _out(request: Request, batch: Batch, jobs: dict[str, VideoJob],
                with_jobs: bool) -> BatchOut:
     s = summary(batch, jobs)
     rows = None
     if with_jobs:
         storage = services_of(request).storage
+        found: list[VideoJob] = s["rows"]
         rows = [BatchJob(
-            job_id=str(j["id"].id), row=int(j.get("row") or 0),
-            status=public_status(j["status"]), variables=j.get("variables") or {},
-            start_key=j["start_key"], key=j.get("result_key"), error=j.get("error"),
-            url=await storage.url(j["result_key"]) if j.get("result_key") else None,
-        ) for j in s["rows"]]
+            job_id=j.id, row=j.row or 0,
+            status=public_status(j.status.value), variables=j.variables,
+            start_key=j.start_key, key=j.result_key, error=j.error,
+            url=await storage.url(j.result_key) if j.result_key else None,
+        ) for j in found]
     return BatchOut(
-        batch_id=str(batch["id"].id), name=batch["name"], template=batch["template"],
+        batch_id=batch.id, name=batch.name, template=batch.template,
         status=s["status"], total=s["total"], completed=s["completed"], failed=s["failed"],
         canceled=s["canceled"], running=s["running"], waiting=s["waiting"],
         credits=s["credits"], charged=s["charged"],
-        created_at=batch["created_at"].isoformat(), jobs=rows)
+        created_at=batch.created_at.isoformat(), jobs=rows)
 
 
 def _pull(chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:
@@ -148,7 +150,8 @@ class BatchController(Controller):
     path = "/api/batches"
     tags = ["batches"]
 
-    async def _owned(self, request: Request, batch_id: FromPath[str]) -> tuple[str, dict | None]:
+    async def _owned(self, request: Request,
+                     batch_id: FromPath[str]) -> tuple[str, Batch | None]:
         user = await require_user(request)
         uid = user.id
         safe = batch_id if batch_id.isalnum() and len(batch_id) <= 64 else "invalid"
@@ -175,7 +178,7 @@ class BatchController(Controller):
                 user.id, body, services.settings.provider_name)
         except JobRequestError as exc:
             return Response(exc.body, status_code=exc.status)
-        return Response(BatchAccepted(batch_id=str(batch["id"].id), job_ids=job_ids,
+        return Response(BatchAccepted(batch_id=batch.id, job_ids=job_ids,
                                       credits=credits), status_code=202)
 
     @get("/", responses={200: ok(BatchList, "The caller's batches, newest first"),
@@ -243,13 +246,12 @@ class BatchController(Controller):
             return error(404, "not_found", "No such batch", field="batchId")
         services = services_of(request)
         jobs = await batches_db.jobs_of(services.db, [batch])
-        rows = summary(batch, jobs)["rows"]
-        done = [(name, j) for name, j in zip(file_names(rows), rows, strict=True)
-                if j.get("result_key")]
-        if not done:
+        rows: list[VideoJob] = summary(batch, jobs)["rows"]
+        files = [(name, j.result_key, j.result_size)
+                 for name, j in zip(file_names(rows), rows, strict=True) if j.result_key]
+        if not files:
             return error(409, "nothing_finished", "No video of this batch has finished yet")
-        files = [(name, j["result_key"], j.get("result_size")) for name, j in done]
-        filename = f"{batch['name']}.zip"
+        filename = f"{batch.name}.zip"
         return Stream(_zip(services.storage, files, asyncio.get_running_loop()),
                       media_type="application/zip", headers={
                           "Content-Disposition": "attachment; filename*=UTF-8''"

@@ -12,7 +12,7 @@ from litestar import Request, Response
 from app.db import library as library_db
 from app.db import templates as templates_db
 from app.db import users as users_db
-from app.db.records import LibraryItem, User
+from app.db.records import LibraryItem, User, VideoJob
 from app.jobs.service import JobRequestError
 from app.web.auth import services_of
 
@@ -81,8 +81,7 @@ async def generate_error_response(
 
 
 async def generate_success_response(
-    request: Request[Any, Any, Any], user: User, payload: dict[str, Any],
-    job: dict[str, Any],
+    request: Request[Any, Any, Any], user: User, payload: dict[str, Any], job: VideoJob,
 ) -> Response[Any]:
     """The form stays as it was; the card and the notice about work in progress (now
     counting this job) arrive with the answer (the stream sends them too; the page keeps

@@ -17,7 +17,7 @@ from app.db import library as library_db
 from app.db import throttle as throttle_db
 from app.db import users as users_db
 from app.db.connection import Thrown
-from app.db.records import User
+from app.db.records import User, VideoJob
 from app.emails import InvalidEmail, legacy_form, normalise_email
 from app.web import sessions
 from app.web.auth import (
@@ -64,10 +64,9 @@ def safe_next(target: str | None) -> str:
     return target if not parts.scheme and not parts.netloc else "/"
 
 
-async def job_urls(request: Request, rows: list[dict[str, Any]]) -> dict[str, str]:
+async def job_urls(request: Request, rows: list[VideoJob]) -> dict[str, str]:
     storage = services_of(request).storage
-    return {str(j["id"].id): await storage.url(j["result_key"])
-            for j in rows if j.get("result_key")}
+    return {j.id: await storage.url(j.result_key) for j in rows if j.result_key}
 
 
 async def _page(request: Request, name: str, user: User | None, **ctx: Any) -> Template:
@@ -85,11 +84,11 @@ async def card_items(request: Request, uid: str, *, limit: int, statuses: list[s
     rows = await jobs_db.list_for(db, uid, statuses, limit=limit + 1, before=before,
                                   singles=batches) if jobs else []
     found = await batches_db.list_for(db, uid, limit + 1, before=before) if batches else []
-    items = [{"job": j, "at": j["created_at"]} for j in rows]
+    items: list[dict[str, Any]] = [{"job": j, "at": j.created_at} for j in rows]
     items += [{"batch": v, "at": v["created_at"]} for v in await batch_views(request, found)]
     items.sort(key=lambda i: i["at"], reverse=True)
     more, items = len(items) > limit, items[:limit]
-    shown = [i["job"] for i in items if "job" in i]
+    shown: list[VideoJob] = [i["job"] for i in items if "job" in i]
     await services_of(request).fragments.durations.prime(db, shown)
     return items, await job_urls(request, shown), more
 
@@ -137,7 +136,7 @@ class PageController(Controller):
         cursor = _instant(before)
         start = await jobs_db.get_owned(db, safe_id(job), uid) if job and not cursor else None
         if start is not None:  # that job and the ones before it (each job on its own)
-            cursor = start["created_at"] + timedelta(microseconds=1)
+            cursor = start.created_at + timedelta(microseconds=1)
         # All: jobs, a batch as one card; Batches: only those; a state: each job, rows too.
         cards, urls, more = await card_items(
             request, uid, limit=JOBS_PAGE, before=cursor,
@@ -167,8 +166,8 @@ class PageController(Controller):
         if found is None:
             return Response("", status_code=404)
         target = "/static/job-placeholder.svg"
-        for key, filed in ((found.get("poster_key"), found.get("result_key")),
-                           (found.get("start_key"), found.get("start_key"))):
+        for key, filed in ((found.poster_key, found.result_key),
+                           (found.start_key, found.start_key)):
             if key and filed and await library_db.get_owned(services.db, uid, filed):
                 target = await services.storage.url(key)
                 break

@@ -62,7 +62,7 @@ async def fal_webhook(request: Request[Any, Any, Any]) -> Response[WebhookAck]:
     note = ("fal's webhook: the render finished" if hook.status == "OK"
             else "fal's webhook: the render failed")
     try:
-        status = await jobs_db.accept_webhook(db, hook.request_id, str(job["id"].id),
+        status = await jobs_db.accept_webhook(db, hook.request_id, job.id,
                                               ACTIVE_VALUES, REMEMBER_SECONDS, note)
     except Thrown as exc:
         if exc.code != "webhook_replayed":

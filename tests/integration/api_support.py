@@ -16,7 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from app.db import jobs as jobs_db
 from app.db import users as users_db
-from app.db.records import User
+from app.db.records import User, VideoJob
 from app.main import create_app
 from app.settings import Settings
 from tests.helpers import Account
@@ -61,7 +61,7 @@ def user_row(client: AsyncTestClient, email: str) -> User | None:
     return in_app(client, users_db.by_email, client.app.state.services.db, email)
 
 
-def job_row(client: AsyncTestClient, job_id: str) -> dict[str, Any] | None:
+def job_row(client: AsyncTestClient, job_id: str) -> VideoJob | None:
     return in_app(client, jobs_db.get, client.app.state.services.db, job_id)
 
 

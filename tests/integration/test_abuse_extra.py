@@ -24,6 +24,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.db import jobs as jobs_db
+from app.db.connection import rid
 from app.main import create_app
 from app.providers.base import ProviderError
 from app.providers.fal import FalProvider
@@ -63,7 +64,7 @@ async def hooked_app(tmp_path, s3_server, fake, **overrides):
         request_id = None
         for _ in range(100):
             # on the app's loop: a server (ws://) connection belongs to it
-            request_id = in_app(c, jobs_db.get, db, job_id).get("provider_request_id")
+            request_id = in_app(c, jobs_db.get, db, job_id).provider_request_id
             if request_id:
                 break
             await asyncio.sleep(0.05)
@@ -89,12 +90,12 @@ async def test_a_webhook_replayed_after_five_minutes_changes_nothing(webhook_app
         assert r.status_code == 401, (skew, r.text)
         assert r.json()["error"] == "invalid_signature"
     after = await _job(client, job_id)
-    assert after["provider_done"] is False and after["due_at"] == before["due_at"]
-    assert after["status"] == before["status"]
+    assert after.provider_done is False and after.due_at == before.due_at
+    assert after.status == before.status
     # the control: the same message stamped now is accepted and makes the job due
     r = await _post(client, fake.build_webhook(request_id, timestamp=int(time.time()) - 60))
     assert r.status_code == 200
-    assert (await _job(client, job_id))["provider_done"] is True
+    assert (await _job(client, job_id)).provider_done is True
 
 
 async def test_a_webhook_with_an_altered_body_changes_nothing(webhook_app, fake):
@@ -115,10 +116,10 @@ async def test_a_webhook_with_an_altered_body_changes_nothing(webhook_app, fake)
     other = {**genuine.headers, "x-fal-webhook-request-id": "0" * 36}
     r = await client.post("/api/webhooks/fal", headers=other, content=genuine.body)
     assert r.status_code == 401
-    assert (await _job(client, job_id))["provider_done"] is False
+    assert (await _job(client, job_id)).provider_done is False
     r = await _post(client, genuine)  # the control
     assert r.status_code == 200
-    assert (await _job(client, job_id))["provider_done"] is True
+    assert (await _job(client, job_id)).provider_done is True
 
 
 # -- webhooks: replayed inside the window, to this process or another; another fal account --
@@ -129,7 +130,7 @@ WEBHOOK_NOTE = "fal's webhook: the render finished"
 def _deliveries(client, job_id) -> int:
     """Deliveries the job's timeline records (one per webhook accepted)."""
     events = in_app(client, jobs_db.timeline, client.app.state.services.db, job_id)
-    return sum(e.get("reason") == WEBHOOK_NOTE for e in events)
+    return sum(e.reason == WEBHOOK_NOTE for e in events)
 
 
 def _charged(client, email: str) -> int:
@@ -152,7 +153,7 @@ async def test_a_webhook_replayed_inside_its_window_is_answered_and_does_nothing
     for msg in (genuine, genuine, fake.build_webhook(request_id)):  # replays, and a resend
         r = await _post(client, msg)
         assert (r.status_code, r.json()) == (200, {"ok": True, "replay": True})
-    assert (await _job(client, job_id))["status"] in ("queued", "processing", "finalizing")
+    assert (await _job(client, job_id)).status in ("queued", "processing", "finalizing")
     assert _deliveries(client, job_id) == 1  # nothing noted, nothing changed
     assert await db.read_one("SELECT * FROM webhook_seen") == seen
     final = await Account(client, "hooks@example.com").wait_status(job_id, timeout=20)
@@ -169,7 +170,7 @@ async def test_a_webhook_for_another_fal_account_is_refused(tmp_path, s3_server,
         assert r.status_code == 403, r.text
         assert r.json()["error"] == "wrong_user"
         job = await _job(client, job_id)
-        assert job["provider_done"] is False and job["status"] in ("queued", "processing")
+        assert job.provider_done is False and job.status in ("queued", "processing")
         db = client.app.state.services.db
         assert _deliveries(client, job_id) == 0
         assert await db.read_one("SELECT * FROM webhook_seen") == []
@@ -177,7 +178,7 @@ async def test_a_webhook_for_another_fal_account_is_refused(tmp_path, s3_server,
     async with hooked_app(tmp_path, s3_server, fake, fal_user_id="fake-user") as app:
         client, job_id, request_id = app
         assert (await _post(client, fake.build_webhook(request_id))).status_code == 200
-        assert (await _job(client, job_id))["provider_done"] is True
+        assert (await _job(client, job_id)).provider_done is True
 
 
 async def test_a_cancel_after_the_webhook_is_refused_and_the_job_is_charged(webhook_app, fake):
@@ -198,7 +199,7 @@ async def test_a_rendered_job_past_its_deadline_still_completes(webhook_app, fak
     the job is saved and charged, not canceled at fal and failed."""
     client, job_id, request_id = webhook_app
     await client.app.state.services.db.write(
-        "UPDATE $j SET deadline_at = time::now() - 1s", {"j": (await _job(client, job_id))["id"]})
+        "UPDATE $j SET deadline_at = time::now() - 1s", {"j": rid("video_job", job_id)})
     fake.complete_now(request_id)
     assert (await _post(client, fake.build_webhook(request_id))).status_code == 200
     person = Account(client, "hooks@example.com")

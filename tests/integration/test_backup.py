@@ -32,6 +32,7 @@ from app.db import jobs as jobs_db
 from app.db import templates as templates_db
 from app.db import users as users_db
 from app.db.connection import Database, rid
+from app.db.records import NewJob
 from app.db.schema import apply_schema
 from app.db.templates import sync_catalogue
 from app.jobs.states import ACTIVE, Status
@@ -111,16 +112,19 @@ async def craft_jobs(services: Any, owner_id: str, start_key: str) -> dict[str, 
     for state, path in steps.items():
         now = datetime.now(UTC)
         job_id = uuid.uuid4().hex
-        record = {
-            "template": template.slug, "template_name": template.name,
-            "start_key": start_key, "variables": {"PRODUCT": "Lamp"},
-            "prompt": "A lamp turning", "provider": "local", "endpoint": template.endpoint,
-            "parameters": template.parameters, "status": "pending",
-            "credits": template.credits, "deadline_at": now + timedelta(minutes=30),
-            "created_at": now, "updated_at": now, "due_at": now,
-            "lease_owner": GONE, "lease_until": now + timedelta(hours=1),
-        }
+        record = NewJob(
+            template=template.slug, template_name=template.name,
+            start_key=start_key, variables={"PRODUCT": "Lamp"},
+            prompt="A lamp turning", provider="local", endpoint=template.endpoint,
+            parameters=template.parameters, credits=template.credits,
+            deadline_at=now + timedelta(minutes=30),
+            created_at=now, updated_at=now, due_at=now,
+        )
         await jobs_db.create(services.db, job_id, owner_id, record, 50)
+        # held by a driver that is gone
+        await services.db.write("UPDATE $j SET lease_owner = $o, lease_until = $u",
+                                {"j": rid("video_job", job_id), "o": GONE,
+                                 "u": now + timedelta(hours=1)})
         request_id = uuid.uuid4().hex
         for step in path:
             fields = {Status.QUEUED: {"provider_request_id": request_id, "attempts": 1},

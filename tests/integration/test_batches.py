@@ -210,9 +210,9 @@ async def test_someone_elses_batch_is_404_everywhere(idle, alice, image):
 async def _finish(services, job_id: str, data: bytes) -> None:
     """Complete a job as the driver would: the video stored, the job charged and filed."""
     job = await jobs_db.get(services.db, job_id)
-    key = f"users/{job['owner'].id}/library/videos/{job_id}.mp4"
+    key = f"users/{job.owner_id}/library/videos/{job_id}.mp4"
     await services.storage.put_bytes(key, data, "video/mp4")
-    library = {"owner": job["owner"], "key": key, "kind": "video", "content_type": "video/mp4",
+    library = {"key": key, "kind": "video", "content_type": "video/mp4",
                "size": len(data), "job": job_id, "name": "v.mp4"}
     for to, fields in [(Status.QUEUED, {"provider_request_id": f"req-{job_id}"}),
                        (Status.PROCESSING, None), (Status.FINALIZING, None),
@@ -310,27 +310,27 @@ async def test_a_second_persons_job_starts_before_a_batchs_waiting_rows(
             db = c.app.state.services.db
             for _ in range(100):
                 bobs = in_app(c, jobs_db.get, db, bob_job)
-                if bobs.get("provider_request_id"):
+                if bobs.provider_request_id:
                     break
                 await asyncio.sleep(0.1)
-            assert bobs.get("provider_request_id"), bobs
+            assert bobs.provider_request_id, bobs
             rows_now = [in_app(c, jobs_db.get, db, j) for j in made["jobIds"]]
-            started = [j for j in rows_now if j.get("provider_request_id")]
-            assert len(started) == 2, [j["status"] for j in rows_now]  # alice's cap
-            assert [j["status"] for j in rows_now].count("pending") == 4
-            assert [int(j["row"]) for j in started] == [0, 1]  # her rows run in order
+            started = [j for j in rows_now if j.provider_request_id]
+            assert len(started) == 2, [j.status for j in rows_now]  # alice's cap
+            assert [j.status for j in rows_now].count("pending") == 4
+            assert [j.row for j in started] == [0, 1]  # her rows run in order
             await asyncio.sleep(1.0)  # and stay at the cap while her two run
             rows_now = [in_app(c, jobs_db.get, db, j) for j in made["jobIds"]]
-            assert sum(1 for j in rows_now if j.get("provider_request_id")) == 2
+            assert sum(1 for j in rows_now if j.provider_request_id) == 2
             # a canceled row frees its slot: the next row starts
-            await alice.post("/api/templates/video/cancel", params={"jobId": started[0]["id"].id})
+            await alice.post("/api/templates/video/cancel", params={"jobId": started[0].id})
             for _ in range(100):
                 rows_now = [in_app(c, jobs_db.get, db, j) for j in made["jobIds"]]
-                if rows_now[2].get("provider_request_id"):
+                if rows_now[2].provider_request_id:
                     break
                 await asyncio.sleep(0.1)
-            assert rows_now[2].get("provider_request_id")
-            assert not rows_now[3].get("provider_request_id")
+            assert rows_now[2].provider_request_id
+            assert not rows_now[3].provider_request_id
             await alice.post(f"/api/batches/{made['batchId']}/cancel")
             await bob.post("/api/templates/video/cancel", params={"jobId": bob_job})
 

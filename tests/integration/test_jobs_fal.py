@@ -183,7 +183,7 @@ async def test_webhook_completes_without_polling(tmp_path, s3_server, fake):
         request_id = None
         for _ in range(100):
             job = await jobs_db.get(c.app.state.services.db, job_id)
-            request_id = job.get("provider_request_id")
+            request_id = job.provider_request_id
             if request_id and fake.jobs[request_id].state() == "COMPLETED":
                 break
             await asyncio.sleep(0.05)

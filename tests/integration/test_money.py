@@ -14,6 +14,7 @@ import re
 import time
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -21,7 +22,9 @@ from app.db import jobs as jobs_db
 from app.db import users as users_db
 from app.db.connection import rid
 from app.db.idempotency import purge_expired
+from app.db.records import VideoJob
 from app.jobs.service import IdempotentReplay
+from app.jobs.states import Status
 from app.main import create_app
 from tests.fakes.fal_server import JobSpec
 from tests.helpers import Account
@@ -47,13 +50,13 @@ async def fal_app(tmp_path, s3_server, fake):
         yield client
 
 
-async def until_status(client, job_id: str, status: str, timeout: float = 15) -> dict:
+async def until_status(client, job_id: str, status: str, timeout: float = 15) -> VideoJob:
     deadline = time.monotonic() + timeout
     while True:
         job = job_row(client, job_id)
-        if job and job["status"] == status:
+        if job and job.status == status:
             return job
-        assert time.monotonic() < deadline, (status, job and job["status"])
+        assert time.monotonic() < deadline, (status, job and job.status)
         await asyncio.sleep(0.02)
 
 
@@ -110,7 +113,7 @@ async def test_a_cancel_while_finalizing_is_refused_and_the_job_is_charged(fal_a
         r = await admin.post(f"/admin/jobs/{job_id}/cancel", headers={"accept": "text/html"})
         assert r.status_code == 409 and "already been rendered" in r.text
 
-    assert job_row(fal_app, job_id)["status"] == "finalizing"
+    assert job_row(fal_app, job_id).status == "finalizing"
     assert (await person.wait_status(job_id, timeout=20))["status"] == "completed"
     r = await person.post("/api/templates/video/cancel", params={"jobId": running})
     assert r.status_code == 200 and r.json()["status"] == "canceled"
@@ -129,9 +132,10 @@ async def test_the_cancel_is_refused_in_the_database_too(settings, status, provi
         person = await Account.signup(client, "race@example.com")
         job_id = (await person.submit(await person.upload())).json()["jobId"]
         db = client.app.state.services.db
-        stale = {**job_row(client, job_id), "status": "processing", "provider_done": False}
+        stale = msgspec.structs.replace(job_row(client, job_id), status=Status.PROCESSING,
+                                        provider_done=False)
         in_app(client, db.write, "UPDATE $j SET status = $s, provider_done = $d",
-               {"j": stale["id"], "s": status, "d": provider_done})
+               {"j": rid("video_job", job_id), "s": status, "d": provider_done})
         real_get, reads = jobs_db.get_owned, []
 
         async def stale_first(db, jid, uid):  # what the cancel saw a moment ago
@@ -142,7 +146,7 @@ async def test_the_cancel_is_refused_in_the_database_too(settings, status, provi
         r = await person.post("/api/templates/video/cancel", params={"jobId": job_id})
         assert r.status_code == 409 and r.json()["error"] == "already_rendered", r.text
         assert len(reads) == 2  # the UPDATE refused, then the fresh read explained why
-        assert job_row(client, job_id)["status"] == status
+        assert job_row(client, job_id).status == status
         assert books(client, person.email)["reserved"] == PRICE  # still held, to be charged
         card = card_of((await person.get("/jobs", headers={"accept": "text/html"})).text,
                        job_id)
@@ -216,13 +220,13 @@ async def test_repeated_admin_retries_make_one_job(fal_app, fake):
         return await asyncio.gather(*[services.jobs.retry(failed, "fal") for _ in range(8)])
 
     results = in_app(fal_app, race)
-    assert {str(job["id"].id) for job, _created in results} == {new_id}
+    assert {job.id for job, _created in results} == {new_id}
     assert not any(created for _job, created in results)
     b = books(fal_app, person.email)
     assert sorted(b["jobs"]) == sorted([failed, new_id])
     assert b["reserved"] == PRICE and b["active"] == 1  # one reservation
-    assert job_row(fal_app, failed)["retried_as"] == new_id
-    assert job_row(fal_app, new_id)["retry_of"] == failed
+    assert job_row(fal_app, failed).retried_as == new_id
+    assert job_row(fal_app, new_id).retry_of == failed
 
 
 async def test_the_first_retries_race_on_the_engine(settings):
@@ -242,7 +246,7 @@ async def test_the_first_retries_race_on_the_engine(settings):
 
         results = in_app(client, race)
         assert not [r for r in results if isinstance(r, BaseException)], results
-        assert len({str(job["id"].id) for job, _ in results}) == 1
+        assert len({job.id for job, _ in results}) == 1
         assert sum(created for _, created in results) == 1
         b = books(client, person.email)
         assert len(b["jobs"]) == 2 and b["reserved"] == PRICE and b["active"] == 1
@@ -346,10 +350,10 @@ async def test_concurrent_requests_with_one_key_make_one_job(settings):
                 return_exceptions=True)
 
         results = in_app(client, race)
-        made = [r for r in results if isinstance(r, dict)]
+        made = [r for r in results if isinstance(r, VideoJob)]
         replays = [r for r in results if isinstance(r, IdempotentReplay)]
         assert len(made) == 1 and len(replays) == 7, results
-        assert {r.job_id for r in replays} == {str(made[0]["id"].id)}
+        assert {r.job_id for r in replays} == {made[0].id}
         b = books(client, person.email)
         assert len(b["jobs"]) == 2 and b["reserved"] == 2 * PRICE and b["active"] == 2
 

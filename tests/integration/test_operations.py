@@ -26,6 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.db import jobs as jobs_db
 from app.db import library as library_db
 from app.db import users as users_db
+from app.db.connection import rid
+from app.db.records import VideoJob
 from app.main import create_app
 from app.observability.logging import REDACTED, build_formatter, get_logger
 from tests.fakes.fal_server import JobSpec
@@ -122,7 +124,7 @@ def uid_of(client, email: str) -> str:
     return in_app(client, users_db.by_email, client.app.state.services.db, email).id
 
 
-def job_of(client, job_id: str) -> dict[str, Any]:
+def job_of(client, job_id: str) -> VideoJob:
     return in_app(client, jobs_db.get, client.app.state.services.db, job_id)
 
 
@@ -135,9 +137,9 @@ async def until(check, timeout: float = 15.0):
         await asyncio.sleep(0.05)
 
 
-async def submitted(client, job_id: str) -> dict[str, Any]:
+async def submitted(client, job_id: str) -> VideoJob:
     """Wait until the driver has handed the job to fal (it has a provider request id)."""
-    job = await until(lambda: (j := job_of(client, job_id)).get("provider_request_id") and j)
+    job = await until(lambda: (j := job_of(client, job_id)).provider_request_id and j)
     assert job, "the job was never submitted"
     return job
 
@@ -186,7 +188,7 @@ async def test_each_transition_is_logged_once_and_counted(ops, fake, captured):
     assert await until(lambda: fake.count("cancel") >= 1)
 
     # -- the log: one job.transition per move, with ids, never the email or the prompt
-    prompt = job_of(ops, ok)["prompt"]
+    prompt = job_of(ops, ok).prompt
     for job_id, last, reason in [(ok, "completed", "stored and charged"),
                                  (bad, "failed", "NSFW"),
                                  (gone, "canceled", "canceled by its owner")]:
@@ -200,7 +202,7 @@ async def test_each_transition_is_logged_once_and_counted(ops, fake, captured):
             assert m["owner_id"] == uid and m["template"] == TEMPLATE and m["provider"] == "fal"
             assert isinstance(m["attempt"], int) and m["duration_s"] >= 0
             assert m["timestamp"] and m["logger"] == "reelforge.jobs"
-            assert m["provider_request_id"] == job_of(ops, job_id)["provider_request_id"]
+            assert m["provider_request_id"] == job_of(ops, job_id).provider_request_id
         final = moves[-1]
         assert reason in final["reason"]
         assert final["level"] == ("warning" if last == "failed" else "info")
@@ -213,7 +215,7 @@ async def test_each_transition_is_logged_once_and_counted(ops, fake, captured):
     # a provider error, with its HTTP status and fal's message
     (err,) = captured.events("provider.error", kind="result")
     assert err["http_status"] == 422 and "NSFW" in err["error"] and err["transient"] is False
-    assert err["job_id"] == bad and err["request_id"] == job_of(ops, bad)["provider_request_id"]
+    assert err["job_id"] == bad and err["request_id"] == job_of(ops, bad).provider_request_id
     (failed,) = captured.events("job.provider_error", job_id=bad)
     assert failed["http_status"] == 422 and "NSFW" in failed["error"]
     (fin,) = captured.events("job.finalized", job_id=ok)
@@ -312,7 +314,7 @@ async def test_admin_routes_are_the_unknown_page_404_for_everyone_else(ops, fake
                     assert (r.status_code, r.text) == (404, unknown.text), url
     page = await dave.get("/", headers={"accept": "text/html"})
     assert 'href="/admin"' not in page.text
-    assert job_of(ops, job_id)["status"] != "canceled"
+    assert job_of(ops, job_id).status != "canceled"
 
 
 async def test_admin_sees_the_queue_and_acts_on_jobs(ops, fake, captured, monkeypatch):
@@ -368,10 +370,10 @@ async def test_admin_sees_the_queue_and_acts_on_jobs(ops, fake, captured, monkey
         before = await erin.me()
         r = await admin.post(f"/admin/jobs/{running}/cancel", follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"].endswith("?done=canceled")
-        assert job_of(ops, running)["status"] == "canceled"
+        assert job_of(ops, running).status == "canceled"
         assert (await erin.me())["available"] == before["available"] + PRICE
         timeline = in_app(ops, jobs_db.timeline, ops.app.state.services.db, running)
-        assert timeline[-1]["to"] == "canceled" and timeline[-1].get("reason") == \
+        assert timeline[-1].to == "canceled" and timeline[-1].reason == \
             "canceled by an admin"
         assert await until(lambda: fake.count("cancel") >= 1)
         r = await admin.post(f"/admin/jobs/{running}/cancel", follow_redirects=False)
@@ -381,11 +383,11 @@ async def test_admin_sees_the_queue_and_acts_on_jobs(ops, fake, captured, monkey
 
         # release a stuck lease: cleared, due now, the driver takes the job again
         db = ops.app.state.services.db
-        stuck_request = job_of(ops, stuck)["provider_request_id"]
+        stuck_request = job_of(ops, stuck).provider_request_id
         for _ in range(100):  # take the lease while no driver step holds it
             taken = in_app(ops, db.write_one, "UPDATE $j SET lease_owner = 'dead-driver', "
                            "lease_until = time::now() + 1h, due_at = time::now() + 1h "
-                           "WHERE lease_owner = NONE RETURN AFTER", {"j": job_of(ops, stuck)["id"]})
+                           "WHERE lease_owner = NONE RETURN AFTER", {"j": rid("video_job", stuck)})
             if taken:
                 break
             await asyncio.sleep(0.01)
@@ -396,10 +398,10 @@ async def test_admin_sees_the_queue_and_acts_on_jobs(ops, fake, captured, monkey
         assert fake.count("status", stuck_request) == checks  # nobody works a leased job
         r = await admin.post(f"/admin/jobs/{stuck}/release", follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"].endswith("?done=released")
-        assert job_of(ops, stuck).get("lease_owner") != "dead-driver"
+        assert job_of(ops, stuck).lease_owner != "dead-driver"
         assert await until(lambda: fake.count("status", stuck_request) > checks)
         timeline = in_app(ops, jobs_db.timeline, db, stuck)
-        assert any(e.get("reason") == "lease released by an admin" for e in timeline)
+        assert any(e.reason == "lease released by an admin" for e in timeline)
         idle = await admin.post(f"/admin/jobs/{failed}/release", headers=html)
         assert idle.status_code == 409
 
@@ -410,9 +412,9 @@ async def test_admin_sees_the_queue_and_acts_on_jobs(ops, fake, captured, monkey
         new_id = re.fullmatch(r"/admin/jobs/(\w+)\?done=retried", r.headers["location"])[1]
         assert new_id not in (failed, running, stuck)
         old, new = job_of(ops, failed), job_of(ops, new_id)
-        assert str(new["owner"].id) == erin_uid
+        assert new.owner_id == erin_uid
         for field in ("template", "start_key", "variables", "prompt", "credits"):
-            assert new[field] == old[field], field
+            assert getattr(new, field) == getattr(old, field), field
         assert (await erin.me())["available"] == before["available"] - PRICE
         assert (await erin.wait_status(new_id))["status"] == "completed"
         after = await erin.me()
@@ -568,11 +570,11 @@ async def _job_at_fal(data_dir: Path, key: str) -> tuple[str, str]:
         provider = FalProvider(key=key)
         try:
             request_id = await provider.submit(SubmitRequest(
-                endpoint=job["endpoint"], prompt="p", image_url="data:image/png;base64,AA==",
+                endpoint=job.endpoint, prompt="p", image_url="data:image/png;base64,AA==",
                 parameters={}))
         finally:
             await provider.aclose()
-        job_id = str(job["id"].id)
+        job_id = job.id
         await services.jobs.move(job_id, Status.QUEUED, reason="submitted to provider",
                                  fields={"provider_request_id": request_id})
         return job_id, request_id
@@ -595,11 +597,11 @@ async def _two_jobs(data_dir: Path) -> tuple[str, str]:
         await library_db.add(services.db, uid, key, "image", "image/png", len(data))
         vars_ = {"BRAND": "Aurora", "MODEL": "S1"}
         failed = await services.jobs.create(uid, TEMPLATE, key, vars_, "local")
-        failed_id = str(failed["id"].id)
+        failed_id = failed.id
         await services.jobs.move(failed_id, Status.FAILED, reason="test failure",
                                  fields={"error": "Render failed: out of memory"})
         active = await services.jobs.create(uid, TEMPLATE, key, vars_, "local")
-        return failed_id, str(active["id"].id)
+        return failed_id, active.id
     finally:
         await close_services(services)
 
@@ -666,7 +668,7 @@ async def test_no_secret_reaches_any_log_line(tmp_path, s3_server, fake, capture
         assert "X-Amz-Signature=" in library[0]["url"]  # storage hands out presigned URLs
 
         job_id = (await hank.submit(key)).json()["jobId"]
-        request_id = (await submitted(c, job_id))["provider_request_id"]
+        request_id = (await submitted(c, job_id)).provider_request_id
         image_url = fake.jobs[request_id].arguments["image_url"]
         assert "X-Amz-Signature=" in image_url  # fal got a presigned URL
         await until(lambda: fake.jobs[request_id].state() == "COMPLETED")
@@ -680,7 +682,7 @@ async def test_no_secret_reaches_any_log_line(tmp_path, s3_server, fake, capture
 
         fake.next_jobs(1, never_complete=True)
         bad = (await hank.submit(key)).json()["jobId"]
-        bad_request = (await submitted(c, bad))["provider_request_id"]
+        bad_request = (await submitted(c, bad)).provider_request_id
         bad_image_url = fake.jobs[bad_request].arguments["image_url"]
         fake.update_job(bad_request, error=f"Failed to download the image at {bad_image_url}")
         fake.complete_now(bad_request)

@@ -49,8 +49,8 @@ async def test_local_storage_poster_is_stored_served_and_deleted(tmp_path, s3_se
         job_id, final = await _finished(alice)
         item, job = _records(client, alice.email, final["key"], job_id)
         poster = poster_key(final["key"])
-        assert item.poster_key == job["poster_key"] == poster
-        assert item.template_name == job["template_name"]  # the tile's join
+        assert item.poster_key == job.poster_key == poster
+        assert item.template_name == job.template_name  # the tile's join
         path = settings.media_dir / poster
         assert path.is_file() and _is_jpeg_frame(path.read_bytes())[0] > 0
 
@@ -78,7 +78,7 @@ async def test_s3_poster_is_stored_next_to_the_video_and_deleted_with_it(carol, 
     assert body["ContentType"] == "image/jpeg"
     assert _is_jpeg_frame(body["Body"].read())[0] > 0
     item, job = _records(carol.client, carol.email, final["key"], job_id)
-    assert item.poster_key == job["poster_key"] == poster
+    assert item.poster_key == job.poster_key == poster
 
     assert (await carol.delete("/api/library", params={"key": final["key"]})).status_code == 200
     left = bucket.list_objects_v2(Bucket=s3_server.bucket, Prefix=final["key"].rsplit("/", 1)[0])
@@ -89,8 +89,8 @@ async def test_a_video_without_a_frame_still_completes_without_a_poster(carol, f
     fake.next_jobs(1, video=b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 4000)  # no frames
     job_id, final = await _finished(carol)
     item, job = _records(carol.client, carol.email, final["key"], job_id)
-    assert item.poster_key is None and job.get("poster_key") is None
-    assert job["status"] == "completed" and job["result_key"] == final["key"]
+    assert item.poster_key is None and job.poster_key is None
+    assert job.status == "completed" and job.result_key == final["key"]
     # Its tile still shows well: a neutral frame with the play icon, named and dated.
     page = (await carol.get("/")).text
     assert "tile-noposter" in page and 'aria-label="Play Car commercial video, ' in page

@@ -11,7 +11,9 @@ import pytest
 
 from app.db import jobs as jobs_db
 from app.db.connection import rid
+from app.db.records import VideoJob
 from app.jobs.progress import Durations, log_progress
+from app.jobs.states import Status
 from tests.helpers import Account
 from tests.integration.api_support import image_bytes, in_app, user_id
 
@@ -89,7 +91,11 @@ async def test_the_median_of_the_last_50_completed_runs(idle, alice):
     assert len(runs) == 50 and max(runs) == 69.0
     now = [0.0]
     durations = Durations(clock=lambda: now[0])
-    job = {"template": "car-commercial", "provider": "local", "status": "processing"}
+    now_at = datetime.now(UTC)
+    job = VideoJob(id="j", owner_id="u", template="car-commercial", template_name="Car",
+                   start_key="k", prompt="p", provider="local", endpoint="e",
+                   status=Status.PROCESSING, credits=1, due_at=now_at, deadline_at=now_at,
+                   created_at=now_at, updated_at=now_at)
     in_app(idle, durations.prime, db, [job])
     assert durations.seconds("car-commercial", "local") == 44.5
     # Cached: new history is not read again within the minute, but is after it.

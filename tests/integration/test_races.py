@@ -52,7 +52,7 @@ async def test_two_drivers_and_webhooks_on_the_same_jobs(tmp_path, s3_server, fa
                 while len(done) < JOBS:
                     for job_id in ids:
                         job = await jobs_db.get(services.db, job_id)
-                        rid = job.get("provider_request_id")
+                        rid = job.provider_request_id
                         if job_id in done or not rid or fake_fal.jobs[rid].state() != "COMPLETED":
                             continue
                         for _ in range(3):
@@ -68,8 +68,8 @@ async def test_two_drivers_and_webhooks_on_the_same_jobs(tmp_path, s3_server, fa
             except TimeoutError:
                 for j in ids:
                     job = await jobs_db.get(services.db, j)
-                    print(j, job["status"], job.get("provider_request_id"), job.get("error"),
-                          job.get("lease_owner"), job.get("due_at"), job.get("attempts"))
+                    print(j, job.status, job.provider_request_id, job.error,
+                          job.lease_owner, job.due_at, job.attempts)
                 raise
             finals = [await person.wait_status(j, timeout=30) for j in ids]
         finally:

@@ -44,7 +44,7 @@ async def world(idle):
     services = idle.app.state.services
     failed = in_app(idle, lambda: services.jobs.move(
         ids[1], Status.FAILED, fields={"error": IMG + SCRIPT}, reason="test"))
-    assert failed["status"] == "failed"
+    assert failed.status == "failed"
     r = await alice.post("/api/templates/video/cancel", params={"jobId": ids[2]})
     assert r.status_code == 200
     in_app(idle, users_db.grant, services.db, user_id(idle, alice.email), 5, SCRIPT)
@@ -80,14 +80,14 @@ async def test_fragments_and_stream_events_render_payloads_escaped(idle, world):
     f = services.fragments
     for job_id in ids:
         job = job_row(idle, job_id)
-        assert job["variables"] == {"BRAND": SCRIPT, "MODEL": IMG}
-        assert_escaped(f.job_card(job), SCRIPT, IMG, where=f"job_card {job['status']}")
+        assert job.variables == {"BRAND": SCRIPT, "MODEL": IMG}
+        assert_escaped(f.job_card(job), SCRIPT, IMG, where=f"job_card {job.status}")
         assert_escaped(f.job_card(job, "/media/x.mp4"), SCRIPT, where="job_card with video")
-        if job["status"] in FINAL:
-            assert_escaped(f.toast(job), where=f"toast {job['status']}")
+        if job.status in FINAL:
+            assert_escaped(f.toast(job), where=f"toast {job.status}")
             assert_escaped(f.toast(job, announce=True), where="announced toast")
         else:
-            assert_escaped(f.progress_toast([job], 1), where=f"notice {job['status']}")
+            assert_escaped(f.progress_toast([job], 1), where=f"notice {job.status}")
     jobs = [job_row(idle, i) for i in ids]
     assert_escaped(f.progress_toast(jobs, 1), where="notice of several jobs")
     assert_escaped(f.away_toast(jobs), where="summary of jobs ended while away")
