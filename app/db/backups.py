@@ -37,7 +37,8 @@ async def acquire(db: Database, owner: str, lease_s: float,
          "due": f"{int(due_after_s * 1000)}ms" if due_after_s is not None else None,
          "retry": RETRY_AFTER},
     )
-    return rows[-1]
+    won: dict[str, Any] | None = rows[-1]
+    return won
 
 
 async def renew(db: Database, owner: str, lease_s: float) -> bool:
@@ -64,4 +65,6 @@ async def finish(db: Database, owner: str, *, at: datetime | None = None,
 
 
 async def state(db: Database) -> dict[str, Any] | None:
-    return await db.read_one("SELECT * FROM ONLY $state", {"state": STATE})
+    row: dict[str, Any] | None = await db.read_one("SELECT * FROM ONLY $state",
+                                                   {"state": STATE})
+    return row

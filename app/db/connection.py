@@ -114,11 +114,11 @@ class Database:
                 self._conn = None
                 self._release_lock()
 
-    async def read(self, sql: str, vars: dict | None = None) -> list[Any]:
+    async def read(self, sql: str, vars: dict[str, Any] | None = None) -> list[Any]:
         """Run statements that only read; returns each statement's result."""
         return await self._retrying(sql, vars)
 
-    async def write(self, sql: str, vars: dict | None = None) -> list[Any]:
+    async def write(self, sql: str, vars: dict[str, Any] | None = None) -> list[Any]:
         """Run statements that write (usually one `BEGIN; …; COMMIT;` transaction)."""
         if not self.embedded:
             return await self._retrying(sql, vars)
@@ -136,14 +136,14 @@ class Database:
         async with self._write_lock:
             yield
 
-    async def read_one(self, sql: str, vars: dict | None = None) -> Any:
+    async def read_one(self, sql: str, vars: dict[str, Any] | None = None) -> Any:
         """The last statement's result (the common single-statement case)."""
         return (await self.read(sql, vars))[-1]
 
-    async def write_one(self, sql: str, vars: dict | None = None) -> Any:
+    async def write_one(self, sql: str, vars: dict[str, Any] | None = None) -> Any:
         return (await self.write(sql, vars))[-1]
 
-    async def _retrying(self, sql: str, vars: dict | None) -> list[Any]:
+    async def _retrying(self, sql: str, vars: dict[str, Any] | None) -> list[Any]:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(Conflict),
             wait=wait_random_exponential(multiplier=0.005, max=0.5),
@@ -161,7 +161,7 @@ class Database:
             if self._conn is None and self._wanted and not self.embedded:
                 await self.connect()
 
-    async def _run(self, sql: str, vars: dict | None) -> list[Any]:
+    async def _run(self, sql: str, vars: dict[str, Any] | None) -> list[Any]:
         if self._conn is None:
             await self._reconnect()
         if self._conn is None:
@@ -203,5 +203,6 @@ class Database:
         return [s.get("result") for s in statements]
 
 
-def rid(table: str, key: str) -> surrealdb.RecordID:
+def rid(table: str, key: str | list[str]) -> surrealdb.RecordID:
+    """The record `table:key`; a list makes an array key (`idempotency_key:[owner, key]`)."""
     return surrealdb.RecordID(table, key)

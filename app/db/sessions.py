@@ -44,7 +44,8 @@ async def get(db: Database, session_id: str, renew_for: int | None) -> str | Non
         await db.write("UPDATE $sid SET last_seen = time::now(), expires_at = $until "
                        "WHERE expires_at > time::now() RETURN NONE",
                        {"sid": _sid(session_id), "until": now + timedelta(seconds=renew_for)})
-    return row["data"]
+    data: str = row["data"]
+    return data
 
 
 async def put(db: Database, session_id: str, data: str, user_id: str | None,

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import os
 import re
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import structlog
 from tenacity import (
@@ -59,6 +61,9 @@ log = get_logger("reelforge.driver")
 FINALIZE_DOWNLOADS = 24  # results downloaded at once (each then uploads on its own)
 POSTERS_AT_ONCE = 2  # ffmpeg frame grabs at once (CPU: they share the machine with renders)
 WAKE_GAP = 0.02  # seconds: the shortest time between two claim rounds
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 TRANSIENT = (TransientProviderError, TransientStorageError, Conflict, ConnectionLost,
              TimeoutError, OSError)
@@ -96,11 +101,12 @@ class Driver:
         # Jobs whose render runs in this process, with their (endpoint, request id): their
         # leases stay with this driver between checks.
         self._rendering: dict[str, tuple[str, str]] = {}
-        self._heartbeat_task: asyncio.Task | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self.provider_name = str(getattr(provider, "name", "unknown"))
-        self._interval = status_interval or getattr(
-            provider, "status_interval", schedule.STATUS_INTERVAL
-        )
+        # Seconds between status checks: the provider's own (providers/local.py), else fal's.
+        provider_interval: float = getattr(provider, "status_interval",
+                                           schedule.STATUS_INTERVAL)
+        self._interval = status_interval or provider_interval
         self.id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         # When jobs this driver released are next due (monotonic seconds, a heap): the loop
@@ -108,7 +114,7 @@ class Driver:
         self._due_soon: list[float] = []
         self._wake_at = 0.0  # when the loop, now waiting, wakes by itself (monotonic)
         self._backlog = False  # the last claim round filled every free slot
-        self._inflight: dict[str, asyncio.Task] = {}
+        self._inflight: dict[str, asyncio.Task[None]] = {}
         # Jobs whose step already handed its lease back in its last write (a transition, or
         # a release carrying the step's counters): the step's end writes nothing more.
         self._released: set[str] = set()
@@ -120,8 +126,8 @@ class Driver:
         # while the next download (both streams overlap instead of all downloads first).
         self._downloads = asyncio.Semaphore(FINALIZE_DOWNLOADS)
         self._posters = asyncio.Semaphore(POSTERS_AT_ONCE)
-        self._background: set[asyncio.Task] = set()
-        self._loop_task: asyncio.Task | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -217,7 +223,7 @@ class Driver:
             return self.tick
         return min(self.tick, max(WAKE_GAP, self._due_soon[0] - now))
 
-    def _step_done(self, job_id: str) -> None:
+    def _step_done(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(job_id, None)
         self._finalizing.discard(job_id)
         if self._backlog:  # more was due than there were slots: claim again now
@@ -246,7 +252,7 @@ class Driver:
                 job_id = job.id
                 task = asyncio.create_task(self._step(job), name=f"job-{job_id}")
                 self._inflight[job_id] = task
-                task.add_done_callback(lambda _t, j=job_id: self._step_done(j))
+                task.add_done_callback(functools.partial(self._step_done, job_id))
 
     async def _step(self, job: VideoJob) -> None:
         job_id = job.id
@@ -501,14 +507,15 @@ class Driver:
         except ProviderError as exc:
             log.warning("job.provider_cancel_failed", job_id=job_id, **error_fields(exc))
 
-    def _provider_call(self, kind: str, fn):
+    def _provider_call(self, kind: str,
+                       fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """`fn` counted per attempt (requests and errors by kind), failures logged with
         their status and message."""
 
-        async def call(*args):
+        async def call(*args: P.args, **kwargs: P.kwargs) -> T:
             self.metrics.provider_requests.labels(self.provider_name, kind).inc()
             try:
-                return await fn(*args)
+                return await fn(*args, **kwargs)
             except Exception as exc:
                 transient = isinstance(exc, TRANSIENT)
                 self.metrics.provider_errors.labels(
@@ -521,10 +528,13 @@ class Driver:
 
         return call
 
-    def _storage_call(self, operation: str, fn):
-        async def call(*args):
+    def _storage_call(self, operation: str,
+                      fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        """`fn` with its failures counted (by operation) and logged."""
+
+        async def call(*args: P.args, **kwargs: P.kwargs) -> T:
             try:
-                return await fn(*args)
+                return await fn(*args, **kwargs)
             except Exception as exc:
                 transient = isinstance(exc, TRANSIENT)
                 self.metrics.storage_errors.labels(
@@ -539,7 +549,7 @@ class Driver:
         """For cancels made outside the driver (the API): tell the provider in the background."""
         self._spawn(self._cancel_at_provider(job))
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -556,7 +566,7 @@ class Driver:
         return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
-async def _retry(fn, *args):
+async def _retry(fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
     """A few quick in-step retries of transient errors; beyond them the step is rescheduled."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(TRANSIENT),
@@ -565,7 +575,7 @@ async def _retry(fn, *args):
         reraise=True,
     ):
         with attempt:
-            return await fn(*args)
+            return await fn(*args, **kwargs)
     raise AssertionError("unreachable")
 
 

@@ -27,7 +27,7 @@ def next_check(checks: int, webhook: bool, interval: float = STATUS_INTERVAL) ->
 
 def retry_after(attempts: int) -> float:
     """Backoff after a transient error (attempts counts them): 2 s doubling to 5 min, jittered."""
-    base = min(300.0, 2.0 * 2 ** max(0, attempts - 1))
+    base = min(300.0, 2.0 * 2.0 ** max(0, attempts - 1))
     return base * random.uniform(0.8, 1.2)
 
 
