@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, overload
 
 from app.db.connection import Database, Thrown, rid
-from app.db.records import JobEvent, NewJob, VideoJob, decode, decode_all, plain
+from app.db.records import DueJob, JobEvent, NewJob, VideoJob, decode, decode_all, plain
+from app.jobs.fairness import pick
 
 CreditEffect = Literal["release", "capture"] | None
 
@@ -254,29 +255,26 @@ async def _due_fairly(db: Database, active: list[str], limit: int, me: str,
     """`due`, with pending jobs chosen fairly between people (app/jobs/fairness.py): at
     most `cap` running per person, whoever has fewest running first. Pending jobs go first
     (their share is at most `cap` per person); due checks of started jobs fill the rest."""
-    from app.jobs.fairness import pick
-
     started = [s for s in active if s != "pending"]
-    # Plain rows (ids and owners as key strings): app/jobs/fairness.py sees no RecordID.
-    pending: list[dict[str, Any]] = plain(await db.read_one(_PENDING, {"window": PENDING_WINDOW}))
+    pending = decode_all(await db.read_one(_PENDING, {"window": PENDING_WINDOW}), DueJob)
     now = _now()
-    free: list[dict[str, Any]] = []
+    free: list[DueJob] = []
     busy: dict[str, int] = {}
-    for row in pending or []:
-        leased = row.get("lease_until") is not None and row["lease_until"] > now
-        if leased:  # being submitted by a driver: it holds a slot already
-            busy[row["owner"]] = busy.get(row["owner"], 0) + 1
+    for job in pending:
+        if job.lease_until is not None and job.lease_until > now:
+            # being submitted by a driver: it holds a slot already
+            busy[job.owner_id] = busy.get(job.owner_id, 0) + 1
         else:
-            free.append(row)
+            free.append(job)
     running = dict(busy)
-    owners = [rid("user", o) for o in dict.fromkeys(row["owner"] for row in free)]
+    owners = [rid("user", o) for o in dict.fromkeys(job.owner_id for job in free)]
     if owners and started:
         for result in await db.read(
                 "".join(_RUNNING.format(i=i) for i in range(len(started))),
                 {"owners": owners, **{f"status_{i}": s for i, s in enumerate(started)}}):
             for row in plain(result) or []:
                 running[row["owner"]] = running.get(row["owner"], 0) + row["n"]
-    chosen = [str(r["id"]) for r in pick(free, running, cap, limit)]
+    chosen = [job.id for job in pick(free, running, cap, limit)]
     if len(chosen) < limit and started:
         chosen += await due(db, started, limit - len(chosen), me)
     return chosen

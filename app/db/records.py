@@ -145,6 +145,14 @@ class VideoJob(Record, kw_only=True):
     owner_email: str | None = None  # on admin listings (app/db/jobs.py list_all)
 
 
+class DueJob(Record, kw_only=True):
+    """A pending job as the driver's fair pick sees it (app/db/jobs.py `_due_fairly`)."""
+    owner_id: str = msgspec.field(name="owner")
+    due_at: datetime
+    batch: str | None = None
+    lease_until: datetime | None = None
+
+
 class NewJob(msgspec.Struct, kw_only=True):
     """What a new job is recorded with (app/jobs/service.py builds it; app/db/jobs.py and
     app/db/batches.py add the owner, and a batch row its batch)."""
@@ -176,6 +184,15 @@ class JobEvent(Record, kw_only=True):
     to: str
     reason: str | None = None
     at: datetime
+
+
+class RunningBatch(Record, kw_only=True):
+    """A batch in the progress notice (app/db/batches.py `running`); `left`, its rows still
+    running, is counted by the caller from the jobs it has."""
+    name: str
+    total: int
+    created_at: datetime
+    left: int = 0
 
 
 class Batch(Record, kw_only=True):

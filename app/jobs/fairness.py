@@ -9,28 +9,42 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from typing import Any
+from datetime import datetime
+from typing import Protocol, TypeVar
 
 
-def pick(pending: list[dict[str, Any]], running: dict[str, int], cap: int,
-         limit: int) -> list[dict[str, Any]]:
-    """Up to `limit` of `pending` (rows with `owner` (its id), `due_at`, optional `batch`), in the
-    order to start them; `running` is each owner's jobs already past pending."""
-    queues: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in pending:
-        queues[row["owner"]].append(row)
-    heap = []
-    for owner, rows in queues.items():
-        rows.sort(key=lambda r: (r.get("batch") is not None, r["due_at"]), reverse=True)
+class Waiting(Protocol):
+    """What `pick` reads of a pending job (app/db/records.py DueJob has it)."""
+
+    @property
+    def owner_id(self) -> str: ...
+    @property
+    def due_at(self) -> datetime: ...
+    @property
+    def batch(self) -> str | None: ...
+
+
+W = TypeVar("W", bound=Waiting)
+
+
+def pick(pending: list[W], running: dict[str, int], cap: int, limit: int) -> list[W]:
+    """Up to `limit` of `pending`, in the order to start them; `running` is each owner's
+    jobs already past pending."""
+    queues: dict[str, list[W]] = defaultdict(list)
+    for job in pending:
+        queues[job.owner_id].append(job)
+    heap: list[tuple[int, datetime, str]] = []
+    for owner, jobs in queues.items():
+        jobs.sort(key=lambda j: (j.batch is not None, j.due_at), reverse=True)
         count = running.get(owner, 0)
         if count < cap:
-            heap.append((count, rows[-1]["due_at"], owner))
+            heap.append((count, jobs[-1].due_at, owner))
     heapq.heapify(heap)
-    chosen: list[dict[str, Any]] = []
+    chosen: list[W] = []
     while heap and len(chosen) < limit:
         count, _, owner = heapq.heappop(heap)
-        rows = queues[owner]
-        chosen.append(rows.pop())
-        if rows and count + 1 < cap:
-            heapq.heappush(heap, (count + 1, rows[-1]["due_at"], owner))
+        jobs = queues[owner]
+        chosen.append(jobs.pop())
+        if jobs and count + 1 < cap:
+            heapq.heappush(heap, (count + 1, jobs[-1].due_at, owner))
     return chosen

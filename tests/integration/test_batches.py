@@ -9,11 +9,13 @@ import asyncio
 import io
 import tracemalloc
 import zipfile
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from litestar.testing import AsyncTestClient
 
 from app.db import jobs as jobs_db
+from app.db.records import DueJob
 from app.jobs import fairness
 from app.jobs.states import Status
 from app.main import create_app
@@ -275,17 +277,17 @@ async def test_the_zip_streams_in_constant_memory(tmp_path, live_server_factory)
 # -- fair driver slots ----------------------------------------------------------------------
 
 def test_pick_shares_slots_fairly_and_caps_each_person():
-    t = list(range(200))
-    alice = [{"id": f"a{i}", "owner": "alice", "batch": "b", "due_at": t[i]} for i in range(100)]
-    bob = [{"id": "b0", "owner": "bob", "due_at": t[150]}]
-    carol = [{"id": "c0", "owner": "carol", "batch": "c", "due_at": t[160]},
-             {"id": "c1", "owner": "carol", "due_at": t[170]}]
-    picked = [r["id"] for r in fairness.pick(alice + bob + carol, {"alice": 1}, 3, 10)]
+    t = [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i) for i in range(200)]
+    alice = [DueJob(id=f"a{i}", owner_id="alice", batch="b", due_at=t[i]) for i in range(100)]
+    bob = [DueJob(id="b0", owner_id="bob", due_at=t[150])]
+    carol = [DueJob(id="c0", owner_id="carol", batch="c", due_at=t[160]),
+             DueJob(id="c1", owner_id="carol", due_at=t[170])]
+    picked = [j.id for j in fairness.pick(alice + bob + carol, {"alice": 1}, 3, 10)]
     # those with nothing running go first (bob waited longer than carol); carol's single
     # job goes before her batch row; alice, who has one running, stops at her cap of 3
     assert picked == ["b0", "c1", "a0", "c0", "a1"]
-    assert [r["id"] for r in fairness.pick(alice + bob, {}, 5, 1)] == ["a0"]
-    assert [r["id"] for r in fairness.pick(alice + bob, {"alice": 5}, 5, 10)] == ["b0"]
+    assert [j.id for j in fairness.pick(alice + bob, {}, 5, 1)] == ["a0"]
+    assert [j.id for j in fairness.pick(alice + bob, {"alice": 5}, 5, 10)] == ["b0"]
 
 
 async def test_a_second_persons_job_starts_before_a_batchs_waiting_rows(
