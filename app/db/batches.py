@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from app.db.connection import Database, rid
-from app.db.records import Batch, NewJob, VideoJob, decode, decode_all
+from app.db.records import Batch, NewJob, RunningBatch, VideoJob, decode, decode_all
 
 # The first statements of both transactions below: the credits of every row, or a THROW.
 _RESERVE = """
@@ -60,6 +60,16 @@ async def list_for(db: Database, owner_id: str, limit: int = 20, offset: int = 0
         "ORDER BY created_at DESC LIMIT $limit START $offset",
         {"owner": rid("user", owner_id), "limit": limit, "offset": offset, "before": before}),
         Batch)
+
+
+async def running(db: Database, batch_ids: list[str]) -> list[RunningBatch]:
+    """These batches' names and sizes, oldest first (one read of the batch records, not of
+    their rows); `left` is the caller's to count."""
+    if not batch_ids:
+        return []
+    return decode_all(await db.read_one(
+        "SELECT id, name, array::len(jobs) AS total, created_at FROM $ids "
+        "ORDER BY created_at", {"ids": [rid("batch", b) for b in batch_ids]}), RunningBatch)
 
 
 async def jobs_of(db: Database, batches: list[Batch]) -> dict[str, VideoJob]:

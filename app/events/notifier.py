@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from typing import Any
+
+import msgspec
 
 from app.db import batches as batches_db
 from app.db import jobs as jobs_db
 from app.db import library as library_db
 from app.db import users as users_db
-from app.db.connection import Database, rid
-from app.db.records import Batch, LibraryItem, User, VideoJob
+from app.db.connection import Database
+from app.db.records import Batch, LibraryItem, RunningBatch, User, VideoJob
 from app.events.broker import Broker, ServerEvent
 from app.jobs.states import FINAL, Status
 from app.observability.logging import get_logger
@@ -258,19 +259,14 @@ class Notifier:
         return ServerEvent("toast-progress", self.fragments.progress_toast(
             active, version, await self.batches_running(active)))
 
-    async def batches_running(self, active: list[VideoJob]) -> list[dict[str, Any]]:
-        """The batches among the running jobs, for the notice: name, rows, rows to go (one
-        read of the batch records, not of their rows)."""
+    async def batches_running(self, active: list[VideoJob]) -> list[RunningBatch]:
+        """The batches among the running jobs, for the notice: name, rows, rows to go."""
         left: dict[str, int] = {}
         for job in active:
             if job.batch:
                 left[job.batch] = left.get(job.batch, 0) + 1
-        if not left:
-            return []
-        rows = await self.db.read_one(
-            "SELECT meta::id(id) AS id, name, array::len(jobs) AS total, created_at "
-            "FROM $ids ORDER BY created_at", {"ids": [rid("batch", b) for b in left]})
-        return [{**r, "left": left.get(str(r["id"]), 0)} for r in rows or []]
+        return [msgspec.structs.replace(b, left=left.get(b.id, 0))
+                for b in await batches_db.running(self.db, list(left))]
 
     async def snapshot(self, user_id: str) -> list[ServerEvent]:
         """What a stream sends first: the cards of active jobs and of jobs that ended while
