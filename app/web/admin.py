@@ -23,6 +23,7 @@ from app.db.records import User, VideoJob
 from app.jobs.service import ACTIVE_VALUES, JobRequestError
 from app.jobs.states import Status
 from app.observability.logging import get_logger
+from app.services import Services
 from app.web.admin_view import admin_job_view
 from app.web.auth import job_service, services_of
 from app.web.job_filters import safe_id
@@ -47,7 +48,7 @@ def admin_only(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         session = scope.get("session")
         user_id = session.get("uid") if isinstance(session, dict) else None
-        services = scope["litestar_app"].state.services
+        services: Services = scope["litestar_app"].state.services
         user = await users_db.by_id(services.db, user_id) if isinstance(user_id, str) else None
         if not user or not user.admin:
             raise NotFoundException()
