@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.params import FromQuery, URLEncodedBody
@@ -57,7 +58,7 @@ class AccountController(Controller):
     path = "/account"
     include_in_schema = False  # an HTML page and its forms; /schema documents the JSON API
 
-    async def _render(self, request: Request, user: User, *, status: int = 200,
+    async def _render(self, request: Request[Any, Any, Any], user: User, *, status: int = 200,
                       error: str | None = None, notice: str | None = None,
                       before: str | None = None) -> Template:
         db = services_of(request).db
@@ -92,7 +93,7 @@ class AccountController(Controller):
         })
 
     @get("/", name="account")
-    async def account(self, request: Request, notice: FromQuery[str | None] = None,
+    async def account(self, request: Request[Any, Any, Any], notice: FromQuery[str | None] = None,
                       before: FromQuery[str | None] = None) -> Template | Redirect:
         user = await current_user(request)
         if user is None:
@@ -101,7 +102,7 @@ class AccountController(Controller):
                                   before=before)
 
     @post("/sessions/end-others")
-    async def end_others(self, request: Request) -> Redirect:
+    async def end_others(self, request: Request[Any, Any, Any]) -> Redirect:
         user = await current_user(request)
         if user is None:
             return Redirect("/login?next=/account", status_code=303)
@@ -111,7 +112,7 @@ class AccountController(Controller):
 
     @post("/sessions/end")
     async def end_one(
-        self, request: Request,
+        self, request: Request[Any, Any, Any],
         data: URLEncodedBody[dict[str, str]],
     ) -> Redirect:
         user = await current_user(request)
@@ -125,7 +126,7 @@ class AccountController(Controller):
 
     @post("/password")
     async def change_password(
-        self, request: Request,
+        self, request: Request[Any, Any, Any],
         data: URLEncodedBody[dict[str, str]],
     ) -> Template | Redirect:
         user = await current_user(request)

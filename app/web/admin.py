@@ -23,8 +23,9 @@ from app.db.records import User, VideoJob
 from app.jobs.service import ACTIVE_VALUES, JobRequestError
 from app.jobs.states import Status
 from app.observability.logging import get_logger
+from app.services import Services
 from app.web.admin_view import admin_job_view
-from app.web.auth import services_of
+from app.web.auth import job_service, services_of
 from app.web.job_filters import safe_id
 
 log = get_logger("reelforge.admin")
@@ -47,7 +48,7 @@ def admin_only(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         session = scope.get("session")
         user_id = session.get("uid") if isinstance(session, dict) else None
-        services = scope["litestar_app"].state.services
+        services: Services = scope["litestar_app"].state.services
         user = await users_db.by_id(services.db, user_id) if isinstance(user_id, str) else None
         if not user or not user.admin:
             raise NotFoundException()
@@ -57,7 +58,7 @@ def admin_only(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def hide_admin_routes(request: Request, exc: HTTPException) -> HTTPException:
+def hide_admin_routes(request: Request[Any, Any, Any], exc: HTTPException) -> HTTPException:
     """A 405 under /admin (e.g. `GET /admin/jobs/x/cancel`) would tell anyone, signed in
     or not, that the route exists: it becomes the unknown route's 404, for admins too (who
     lose nothing by it). Anything else passes through unchanged."""
@@ -68,7 +69,7 @@ def hide_admin_routes(request: Request, exc: HTTPException) -> HTTPException:
     return exc
 
 
-def _admin(request: Request) -> User:
+def _admin(request: Request[Any, Any, Any]) -> User:
     user: User = request.scope["state"]["admin_user"]
     return user
 
@@ -86,7 +87,7 @@ class AdminController(Controller):
 
     @get("/", name="admin")
     async def queue(
-        self, request: Request,
+        self, request: Request[Any, Any, Any],
         state_filter: Annotated[str | None, QueryParameter(name="state")] = None,
         template: FromQuery[str | None] = None, owner: FromQuery[str | None] = None,
         page: FromQuery[int] = 1,
@@ -131,17 +132,17 @@ class AdminController(Controller):
         })
 
     @get("/jobs/{job_id:str}", name="admin_job")
-    async def job(self, request: Request, job_id: FromPath[str],
+    async def job(self, request: Request[Any, Any, Any], job_id: FromPath[str],
                   done: FromQuery[str | None] = None) -> Template:
         return await _job_page(request, job_id, notice=NOTICES.get(done or ""))
 
     @post("/jobs/{job_id:str}/cancel")
-    async def cancel(self, request: Request, job_id: FromPath[str]) -> Response | Template:
-        services = services_of(request)
+    async def cancel(self, request: Request[Any, Any, Any],
+                     job_id: FromPath[str]) -> Response[Any] | Template:
         job = await _get_job(request, job_id)
         try:
-            await services.jobs.cancel(job.owner_id, job_id,
-                                       reason="canceled by an admin")
+            await job_service(request).cancel(job.owner_id, job_id,
+                                              reason="canceled by an admin")
         except JobRequestError as exc:
             return await _job_page(request, job_id, error=exc.body.get("message"),
                                    status=exc.status)
@@ -149,11 +150,13 @@ class AdminController(Controller):
         return Redirect(f"/admin/jobs/{job_id}?done=canceled", status_code=303)
 
     @post("/jobs/{job_id:str}/retry")
-    async def retry(self, request: Request, job_id: FromPath[str]) -> Response | Template:
+    async def retry(self, request: Request[Any, Any, Any],
+                    job_id: FromPath[str]) -> Response[Any] | Template:
         services = services_of(request)
         await _get_job(request, job_id)
         try:  # one retry per job, whoever asks: a second one is sent to the first's job
-            new, created = await services.jobs.retry(job_id, services.settings.provider_name)
+            new, created = await job_service(request).retry(
+                job_id, services.settings.provider_name)
         except JobRequestError as exc:
             return await _job_page(request, job_id, error=exc.body.get("message"),
                                    status=exc.status)
@@ -164,7 +167,8 @@ class AdminController(Controller):
         return Redirect(f"/admin/jobs/{new_id}?done={done}", status_code=303)
 
     @post("/jobs/{job_id:str}/release")
-    async def release(self, request: Request, job_id: FromPath[str]) -> Response | Template:
+    async def release(self, request: Request[Any, Any, Any],
+                      job_id: FromPath[str]) -> Response[Any] | Template:
         services = services_of(request)
         await _get_job(request, job_id)
         released = await jobs_db.release_lease(services.db, job_id, ACTIVE_VALUES,
@@ -178,7 +182,7 @@ class AdminController(Controller):
         return Redirect(f"/admin/jobs/{job_id}?done=released", status_code=303)
 
 
-async def _get_job(request: Request, job_id: str) -> VideoJob:
+async def _get_job(request: Request[Any, Any, Any], job_id: str) -> VideoJob:
     job = await jobs_db.get(services_of(request).db, safe_id(job_id))
     if job is None:
         raise NotFoundException()
@@ -186,8 +190,8 @@ async def _get_job(request: Request, job_id: str) -> VideoJob:
 
 
 async def _job_page(
-    request: Request, job_id: str, *, notice: str | None = None, error: str | None = None,
-    status: int = 200,
+    request: Request[Any, Any, Any], job_id: str, *, notice: str | None = None,
+    error: str | None = None, status: int = 200,
 ) -> Template:
     db = services_of(request).db
     job = await _get_job(request, job_id)

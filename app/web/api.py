@@ -52,7 +52,7 @@ from app.web.answers import (
     Uploaded,
     err,
 )
-from app.web.auth import require_user, services_of
+from app.web.auth import job_service, require_user, services_of
 from app.web.generate import generate_error_response, generate_success_response
 from app.web.job_filters import STATUS_FILTERS, safe_id
 from app.web.request_docs import (
@@ -63,7 +63,7 @@ from app.web.request_docs import (
     UPLOAD_BODY,
     operation_with_body,
 )
-from app.web.responses import error, html, is_htmx, over_quota, refused_form
+from app.web.responses import error, html, is_htmx, over_quota, refused, refused_form
 from app.web.uploads import MAX_UPLOAD_BYTES, UploadRejected, check_image
 
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # what IDEMPOTENCY_KEY_SCHEMA documents
@@ -254,7 +254,7 @@ class ApiController(Controller):
         if isinstance(payload, Response):
             return payload
         try:
-            job = await services.jobs.create(
+            job = await job_service(request).create(
                 user.id, payload.get("templateSlug"), payload.get("startKey"),
                 payload.get("variables"), services.settings.provider_name,
                 idempotency_key=idempotency_key,
@@ -269,7 +269,7 @@ class ApiController(Controller):
             if is_htmx(request) and exc.body.get("field") != IDEMPOTENCY_HEADER:
                 return refused_form(await generate_error_response(request, user, payload, exc),
                                     exc.status)
-            return _refused(exc)
+            return refused(exc)
         if is_htmx(request):
             return await generate_success_response(request, user, payload, job)
         return Response(_accepted(accepted_body(job.id, job.credits)), status_code=202)
@@ -301,9 +301,9 @@ class ApiController(Controller):
             return _missing_job_id()
         services = services_of(request)
         try:
-            job = await services.jobs.cancel(user.id, safe_id(job_id))
+            job = await job_service(request).cancel(user.id, safe_id(job_id))
         except JobRequestError as exc:
-            return _refused(exc)
+            return refused(exc)
         if is_htmx(request):
             return html(services.fragments.job_card(job))
         return Response(await job_status_json(request, job))
@@ -329,17 +329,14 @@ class ApiController(Controller):
 
 
 def _upload_refused(request: Request[Any, Any, Any], response: Response[Any]) -> Response[Any]:
-    return refused_form(response, response.status_code) if is_htmx(request) else response
+    status = response.status_code
+    assert status is not None  # error() and over_quota() always set one
+    return refused_form(response, status) if is_htmx(request) else response
 
 
 def _accepted(body: dict[str, Any]) -> SubmitAccepted:
     """The 202 answer, from the body the service made (and stored for replays)."""
     return msgspec.convert(body, SubmitAccepted)
-
-
-def _refused(exc: JobRequestError) -> Response[Any]:
-    """The service's refusal as it made it (an ApiError, or one of the shapes with detail)."""
-    return Response(exc.body, status_code=exc.status)
 
 
 def _missing_job_id() -> Response[Any]:

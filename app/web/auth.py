@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -14,7 +14,12 @@ from app.db import throttle as throttle_db
 from app.db import users as users_db
 from app.db.connection import Database
 from app.db.records import User
+from app.events.notifier import Notifier
+from app.jobs.batches import BatchService
+from app.jobs.service import JobService
 from app.services import Services
+
+T = TypeVar("T")
 
 _hasher = PasswordHasher()
 # A fixed hash to verify against when the email is unknown, so both cases cost the same.
@@ -68,6 +73,31 @@ class LoginThrottle:
 def services_of(request: Request[Any, Any, Any]) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+def _wired(part: T | None, name: str) -> T:
+    """A part of the services that is optional on the dataclass only because
+    open_services() sets it after construction: it is always there once requests arrive."""
+    if part is None:
+        raise RuntimeError(f"services.{name} is not set: open_services() wires it")
+    return part
+
+
+def job_service(request: Request[Any, Any, Any]) -> JobService:
+    return _wired(services_of(request).jobs, "jobs")
+
+
+def batch_service(request: Request[Any, Any, Any]) -> BatchService:
+    return _wired(services_of(request).batches, "batches")
+
+
+def notifier_of(request: Request[Any, Any, Any]) -> Notifier:
+    return _wired(services_of(request).notifier, "notifier")
+
+
+def login_throttle(request: Request[Any, Any, Any]) -> LoginThrottle:
+    throttle: LoginThrottle = request.app.state.login_throttle  # set in the app's lifespan
+    return throttle
 
 
 async def current_user(request: Request[Any, Any, Any]) -> User | None:

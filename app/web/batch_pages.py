@@ -12,7 +12,7 @@ from litestar import Controller, Request, Response, post
 from app.db import users as users_db
 from app.db.records import User
 from app.jobs.service import JobRequestError
-from app.web.auth import current_user, services_of
+from app.web.auth import batch_service, current_user, services_of
 from app.web.batch_form import (
     batch_body,
     batch_view,
@@ -43,7 +43,7 @@ class BatchPageController(Controller):
     include_in_schema = False  # a page's form; /schema documents POST /api/batches
 
     @post("/fragments/batch", status_code=202)
-    async def submit_batch(self, request: Request) -> Response:
+    async def submit_batch(self, request: Request[Any, Any, Any]) -> Response[Any]:
         user = await current_user(request)
         if user is None:
             return Response("", status_code=401)
@@ -55,7 +55,7 @@ class BatchPageController(Controller):
             if not table_rows:
                 raise JobRequestError(400, {"error": "invalid", "field": "rows",
                                             "message": "Fill in at least one row."})
-            batch, job_ids, _ = await services.batches.create(
+            batch, job_ids, _ = await batch_service(request).create(
                 user.id, body, services.settings.provider_name)
         except JobRequestError as exc:
             return await self._refused(request, user, form, body, table_rows, exc, max_rows)
@@ -68,9 +68,9 @@ class BatchPageController(Controller):
             'id="credits"', 'id="credits" hx-swap-oob="true"', 1)
         return Response(html, status_code=202, media_type="text/html")
 
-    async def _refused(self, request: Request, user: User, form: Any,
+    async def _refused(self, request: Request[Any, Any, Any], user: User, form: Any,
                        body: dict[str, Any], table_rows: list[int], exc: JobRequestError,
-                       max_rows: int) -> Response:
+                       max_rows: int) -> Response[Any]:
         """The form as typed, the refusal on its row and cell and under the table."""
         field, message = place_error(exc.body, table_rows)
         errors = {field: message} if field in FORM_FIELDS else {}
@@ -85,7 +85,8 @@ class BatchPageController(Controller):
         response = Response(html, status_code=exc.status, media_type="text/html")
         return refused_form(response, exc.status) if is_htmx(request) else response
 
-    def _render(self, request: Request, ctx: dict[str, Any], batch: dict[str, Any]) -> str:
+    def _render(self, request: Request[Any, Any, Any], ctx: dict[str, Any],
+                batch: dict[str, Any]) -> str:
         return services_of(request).fragments.render(
             "generate", **ctx, mode="batch", batch=batch, oob=False)
 

@@ -47,13 +47,15 @@ def batch_view(batch: Batch, jobs: dict[str, VideoJob]) -> dict[str, Any]:
     }
 
 
-async def batch_views(request: Request, batches: list[Batch]) -> list[dict[str, Any]]:
+async def batch_views(request: Request[Any, Any, Any],
+                      batches: list[Batch]) -> list[dict[str, Any]]:
     jobs = await batches_db.jobs_of(services_of(request).db, batches)
     return [batch_view(b, jobs) for b in batches]
 
 
 @get("/fragments/batches/{batch_id:str}/rows", include_in_schema=False)
-async def batch_rows(request: Request, batch_id: FromPath[str]) -> Template | Response:
+async def batch_rows(request: Request[Any, Any, Any],
+                     batch_id: FromPath[str]) -> Template | Response[Any]:
     """The job cards of a batch's rows, in row order (the card's "Show the videos")."""
     user = await current_user(request)
     if user is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import msgspec
@@ -33,9 +33,9 @@ from app.web.answers import (
     err,
     ok,
 )
-from app.web.auth import require_user, services_of
+from app.web.auth import batch_service, require_user, services_of
 from app.web.request_docs import operation_with_body
-from app.web.responses import error, is_htmx, refused_form
+from app.web.responses import error, is_htmx, refused, refused_form
 
 
 class BatchAccepted(msgspec.Struct, rename="camel"):
@@ -105,7 +105,7 @@ BATCH_BODY = Schema(
 )
 
 
-async def _out(request: Request, batch: Batch, jobs: dict[str, VideoJob],
+async def _out(request: Request[Any, Any, Any], batch: Batch, jobs: dict[str, VideoJob],
                with_jobs: bool) -> BatchOut:
     s = summary(batch, jobs)
     rows = None
@@ -126,11 +126,15 @@ async def _out(request: Request, batch: Batch, jobs: dict[str, VideoJob],
         created_at=batch.created_at.isoformat(), jobs=rows)
 
 
+async def _next(chunks: AsyncIterator[bytes]) -> bytes:
+    return await anext(chunks)  # a coroutine, as run_coroutine_threadsafe takes
+
+
 def _pull(chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:
     """An async byte stream read from a worker thread, a chunk at a time, on `loop`."""
     while True:
         try:
-            yield asyncio.run_coroutine_threadsafe(anext(chunks), loop).result()
+            yield asyncio.run_coroutine_threadsafe(_next(chunks), loop).result()
         except StopAsyncIteration:
             return
 
@@ -150,7 +154,7 @@ class BatchController(Controller):
     path = "/api/batches"
     tags = ["batches"]
 
-    async def _owned(self, request: Request,
+    async def _owned(self, request: Request[Any, Any, Any],
                      batch_id: FromPath[str]) -> tuple[str, Batch | None]:
         user = await require_user(request)
         uid = user.id
@@ -165,7 +169,7 @@ class BatchController(Controller):
                               InsufficientCredits),
                      404: err("Unknown template, or a start image is not the caller's"),
                      413: TOO_LARGE})
-    async def submit(self, request: Request) -> Response[BatchAccepted]:
+    async def submit(self, request: Request[Any, Any, Any]) -> Response[BatchAccepted]:
         user = await require_user(request)
         services = services_of(request)
         await request.body()  # over the size limit: 413 too_large, not a JSON error
@@ -174,16 +178,16 @@ class BatchController(Controller):
         except Exception:
             return error(400, "invalid_json", "The body must be a JSON object", field="body")
         try:
-            batch, job_ids, credits = await services.batches.create(
+            batch, job_ids, credits = await batch_service(request).create(
                 user.id, body, services.settings.provider_name)
         except JobRequestError as exc:
-            return Response(exc.body, status_code=exc.status)
+            return refused(exc)
         return Response(BatchAccepted(batch_id=batch.id, job_ids=job_ids,
                                       credits=credits), status_code=202)
 
     @get("/", responses={200: ok(BatchList, "The caller's batches, newest first"),
                          400: BAD_REQUEST, 401: NOT_SIGNED_IN})
-    async def index(self, request: Request,
+    async def index(self, request: Request[Any, Any, Any],
                     limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
                     offset: Annotated[int, QueryParameter(ge=0, le=100_000)] = 0) -> BatchList:
         user = await require_user(request)
@@ -195,7 +199,8 @@ class BatchController(Controller):
 
     @get("/{batch_id:str}", responses={200: ok(BatchOut, "The batch and its rows' jobs"),
                                        401: NOT_SIGNED_IN, 404: NOT_FOUND})
-    async def show(self, request: Request, batch_id: FromPath[str]) -> Response[BatchOut]:
+    async def show(self, request: Request[Any, Any, Any],
+                   batch_id: FromPath[str]) -> Response[BatchOut]:
         _, batch = await self._owned(request, batch_id)
         if batch is None:
             return error(404, "not_found", "No such batch", field="batchId")
@@ -206,12 +211,13 @@ class BatchController(Controller):
           responses={200: ok(BatchOut, "The batch: every row that could be canceled is "
                                        "(a row already rendered completes and is charged)"),
                      401: NOT_SIGNED_IN, 404: NOT_FOUND})
-    async def cancel(self, request: Request, batch_id: FromPath[str]) -> Response[BatchOut]:
+    async def cancel(self, request: Request[Any, Any, Any],
+                     batch_id: FromPath[str]) -> Response[BatchOut]:
         uid, batch = await self._owned(request, batch_id)
         if batch is None:
             return error(404, "not_found", "No such batch", field="batchId")
         services = services_of(request)
-        await services.batches.cancel(uid, batch)
+        await batch_service(request).cancel(uid, batch)
         jobs = await batches_db.jobs_of(services.db, [batch])
         return Response(await _out(request, batch, jobs, True))
 
@@ -220,17 +226,17 @@ class BatchController(Controller):
                      401: NOT_SIGNED_IN, 404: NOT_FOUND,
                      402: err("Not enough credits for every failed row: nothing was created",
                               InsufficientCredits)})
-    async def retry_failed(self, request: Request,
+    async def retry_failed(self, request: Request[Any, Any, Any],
                            batch_id: FromPath[str]) -> Response[BatchRetried]:
         uid, batch = await self._owned(request, batch_id)
         if batch is None:
             return error(404, "not_found", "No such batch", field="batchId")
         try:
-            job_ids, credits = await services_of(request).batches.retry_failed(uid, batch)
+            job_ids, credits = await batch_service(request).retry_failed(uid, batch)
         except JobRequestError as exc:
-            refused = Response(exc.body, status_code=exc.status)
+            refusal = refused(exc)
             # the batch card's button: a toast says why, and no 4xx for the console
-            return refused_form(refused, exc.status) if is_htmx(request) else refused
+            return refused_form(refusal, exc.status) if is_htmx(request) else refusal
         return Response(BatchRetried(batch_id=batch_id, job_ids=job_ids, credits=credits),
                         status_code=202)
 
@@ -240,7 +246,8 @@ class BatchController(Controller):
                                       "each named by its row and its variables"),
                     401: NOT_SIGNED_IN, 404: NOT_FOUND,
                     409: err("No row has finished yet")})
-    async def download(self, request: Request, batch_id: FromPath[str]) -> Response:
+    async def download(self, request: Request[Any, Any, Any],
+                       batch_id: FromPath[str]) -> Response[Any]:
         _, batch = await self._owned(request, batch_id)
         if batch is None:
             return error(404, "not_found", "No such batch", field="batchId")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -59,7 +60,7 @@ def forwarded_chain(headers: dict[str, str]) -> list[str]:
     return [a.strip() for a in xff.split(",") if a.strip()] if xff else []
 
 
-def client_address(scope: dict, networks: tuple[Network, ...]) -> str:
+def client_address(scope: Mapping[str, Any], networks: tuple[Network, ...]) -> str:
     client = scope.get("client")
     peer = client[0] if client else "unknown"
     if not networks or not _trusted(peer, networks):

@@ -14,7 +14,7 @@ from app.db import templates as templates_db
 from app.db import users as users_db
 from app.db.records import LibraryItem, User, VideoJob
 from app.jobs.service import JobRequestError
-from app.web.auth import services_of
+from app.web.auth import notifier_of, services_of
 
 
 class ShownItem(LibraryItem, kw_only=True):
@@ -96,9 +96,7 @@ async def generate_success_response(
     await f.durations.prime(services.db, [job])
     html = f.render("generate", **ctx, oob=False)
     html += _upsert("#job-list", "afterbegin", f.job_card(job))
-    notifier = services.notifier
-    assert notifier is not None  # opened with the services, before any request
-    html += _oob_toast((await notifier.progress_event(user.id)).data)
+    html += _oob_toast((await notifier_of(request).progress_event(user.id)).data)
     if fresh:
         html += f.credits(fresh).replace('id="credits"', 'id="credits" hx-swap-oob="true"', 1)
     return Response(html, status_code=202, media_type="text/html")

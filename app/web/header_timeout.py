@@ -35,6 +35,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self.header_timeout = header_timeout
         self._header_timer: asyncio.TimerHandle | None = None
 
+    # Narrower than asyncio's BaseTransport, as in uvicorn's own override (which carries
+    # the same ignore): the server always passes a Transport.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()

@@ -44,4 +44,5 @@ class AllowedHosts(ASGIMiddleware):
             await next_app(scope, receive, send)
             return
         response = JSONResponse({"error": "invalid_host", "message": "Invalid Host header"}, 400)
+        # The same ASGI dicts: Starlette types them as MutableMapping, Litestar as TypedDicts.
         await response(scope, receive, send)  # type: ignore[arg-type]

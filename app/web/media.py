@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Request, Response, get
 from litestar.params import FromPath
 from litestar.response import File
@@ -12,7 +14,7 @@ from app.web.responses import error
 
 
 @get("/media/{key:path}", include_in_schema=False)
-async def media(request: Request, key: FromPath[str]) -> File | Response:
+async def media(request: Request[Any, Any, Any], key: FromPath[str]) -> File | Response[Any]:
     user = await current_user(request)
     key = key.lstrip("/")
     if user is None:

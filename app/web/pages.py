@@ -25,6 +25,7 @@ from app.web.auth import (
     MIN_PASSWORD,
     current_user,
     hash_password,
+    login_throttle,
     services_of,
     verify_password,
 )
@@ -52,7 +53,7 @@ def _instant(value: str | None) -> datetime | None:
         return None
 
 
-def _client(request: Request) -> str:
+def _client(request: Request[Any, Any, Any]) -> str:
     return client_address(request.scope, services_of(request).settings.trusted_proxy_networks)
 
 
@@ -64,17 +65,19 @@ def safe_next(target: str | None) -> str:
     return target if not parts.scheme and not parts.netloc else "/"
 
 
-async def job_urls(request: Request, rows: list[VideoJob]) -> dict[str, str]:
+async def job_urls(request: Request[Any, Any, Any], rows: list[VideoJob]) -> dict[str, str]:
     storage = services_of(request).storage
     return {j.id: await storage.url(j.result_key) for j in rows if j.result_key}
 
 
-async def _page(request: Request, name: str, user: User | None, **ctx: Any) -> Template:
+async def _page(request: Request[Any, Any, Any], name: str, user: User | None,
+                **ctx: Any) -> Template:
     return Template(template_name=f"pages/{name}.html",
                     context={"user": user, "active_nav": name, **ctx})
 
 
-async def card_items(request: Request, uid: str, *, limit: int, statuses: list[str] | None = None,
+async def card_items(request: Request[Any, Any, Any], uid: str, *, limit: int,
+                     statuses: list[str] | None = None,
                      before: datetime | None = None, jobs: bool = True,
                      batches: bool = True) -> tuple[list[dict[str, Any]], dict[str, str], bool]:
     """A list of cards, newest first: jobs, and batches as one card each (their rows are
@@ -97,7 +100,7 @@ class PageController(Controller):
     include_in_schema = False  # HTML pages and forms; /schema documents the JSON API
 
     @get("/", name="workspace")
-    async def workspace(self, request: Request,
+    async def workspace(self, request: Request[Any, Any, Any],
                         image: FromQuery[str | None] = None) -> Template | Redirect:
         user = await current_user(request)
         if user is None:
@@ -110,7 +113,8 @@ class PageController(Controller):
                            urls=urls)
 
     @get("/templates", name="templates")
-    async def templates(self, request: Request, template: FromQuery[str | None] = None,
+    async def templates(self, request: Request[Any, Any, Any],
+                        template: FromQuery[str | None] = None,
                         image: FromQuery[str | None] = None) -> Template | Redirect:
         user = await current_user(request)
         if user is None:
@@ -121,7 +125,7 @@ class PageController(Controller):
                            selected=template)
 
     @get("/jobs", name="jobs")
-    async def jobs(self, request: Request, status: FromQuery[str | None] = None,
+    async def jobs(self, request: Request[Any, Any, Any], status: FromQuery[str | None] = None,
                    before: FromQuery[str | None] = None,
                    job: FromQuery[str | None] = None) -> Template | Redirect:
         """The person's jobs, newest first, JOBS_PAGE at a time. `before` (a created_at
@@ -152,7 +156,8 @@ class PageController(Controller):
         return await _page(request, "jobs", user, **ctx)
 
     @get("/jobs/{job_id:str}/thumbnail")
-    async def job_thumbnail(self, request: Request, job_id: FromPath[str]) -> Response | Redirect:
+    async def job_thumbnail(self, request: Request[Any, Any, Any],
+                            job_id: FromPath[str]) -> Response[Any] | Redirect:
         """A job's picture for its card: the video's poster once there is one, else the
         start image while it is in the library, else a neutral placeholder. A redirect,
         so every place a card is rendered (pages, the stream, API answers) needs only the
@@ -176,10 +181,10 @@ class PageController(Controller):
 
     @get("/fragments/generate")
     async def generate_fragment(
-        self, request: Request,
+        self, request: Request[Any, Any, Any],
         template_slug: Annotated[str | None, QueryParameter(name="templateSlug")] = None,
         start_key: Annotated[str | None, QueryParameter(name="startKey")] = None,
-    ) -> Template | Response:
+    ) -> Template | Response[Any]:
         user = await current_user(request)
         if user is None:
             return Response("", status_code=401)
@@ -192,9 +197,9 @@ class PageController(Controller):
 
     @get("/fragments/panel")
     async def panel_fragment(
-        self, request: Request, image: FromQuery[str | None] = None,
+        self, request: Request[Any, Any, Any], image: FromQuery[str | None] = None,
         template_slug: Annotated[str | None, QueryParameter(name="templateSlug")] = None,
-    ) -> Template | Response:
+    ) -> Template | Response[Any]:
         """The workspace panel for `image`; the form keeps the template and anything typed
         that came along (`variables.NAME`)."""
         user = await current_user(request)
@@ -210,17 +215,18 @@ class PageController(Controller):
 
     # -- sign-in -------------------------------------------------------------------
     @get("/login", name="login")
-    async def login_page(self, request: Request, next: FromQuery[str | None] = None) -> Template:
+    async def login_page(self, request: Request[Any, Any, Any],
+                         next: FromQuery[str | None] = None) -> Template:
         return await _page(request, "login", None, next=safe_next(next), error=None, email="")
 
     @get("/signup", name="signup")
-    async def signup_page(self, request: Request) -> Template:
+    async def signup_page(self, request: Request[Any, Any, Any]) -> Template:
         return await _page(request, "signup", None, errors={}, email="",
                            credits=services_of(request).settings.signup_credits)
 
     @post("/login")
     async def login(
-        self, request: Request,
+        self, request: Request[Any, Any, Any],
         data: URLEncodedBody[dict[str, str]],
     ) -> Template | Redirect:
         services = services_of(request)
@@ -231,7 +237,7 @@ class PageController(Controller):
             email = legacy_form(typed)
         password = (data.get("password") or "")[:MAX_PASSWORD]
         target = safe_next(data.get("next"))
-        throttle = request.app.state.login_throttle
+        throttle = login_throttle(request)
         keys = (f"email:{email}", f"ip:{_client(request)}")
         wait = await throttle.attempt(*keys)  # counted before the password is checked
         if wait is None:
@@ -252,7 +258,7 @@ class PageController(Controller):
 
     @post("/signup")
     async def signup(
-        self, request: Request,
+        self, request: Request[Any, Any, Any],
         data: URLEncodedBody[dict[str, str]],
     ) -> Template | Redirect:
         services = services_of(request)
@@ -295,6 +301,6 @@ class PageController(Controller):
         return Redirect("/", status_code=303)
 
     @post("/logout")
-    async def logout(self, request: Request) -> Redirect:
+    async def logout(self, request: Request[Any, Any, Any]) -> Redirect:
         sessions.end(request)
         return Redirect("/login", status_code=303)

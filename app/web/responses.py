@@ -7,6 +7,7 @@ from typing import Any
 from litestar import Request, Response
 from pydantic import ByteSize
 
+from app.jobs.service import JobRequestError
 from app.web.answers import ApiError
 
 REFUSED_HEADER = "X-Refused-Status"  # see refused_form()
@@ -19,6 +20,11 @@ def error(status: int, code: str, message: str, field: str | None = None) -> Res
     """An `ApiError` answer."""
     return Response(ApiError(error=code, message=message, field=field or None),
                     status_code=status)
+
+
+def refused(exc: JobRequestError) -> Response[Any]:
+    """The service's refusal as it made it (an ApiError, or one of the shapes with detail)."""
+    return Response(exc.body, status_code=exc.status)
 
 
 def html(content: str, status_code: int = 200) -> Response[Any]:

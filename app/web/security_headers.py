@@ -13,6 +13,7 @@ which the CSP allows), and htmx is told by its meta config not to inject its ind
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from litestar.types import Message, Scope
@@ -65,7 +66,7 @@ def content_security_policy(settings: Settings) -> str:
     return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 
-def security_headers(settings: Settings):
+def security_headers(settings: Settings) -> Callable[[Message, Scope], Awaitable[None]]:
     """The `before_send` hook adding the headers to each response that lacks them."""
     headers = {
         "Content-Security-Policy": content_security_policy(settings),

@@ -29,6 +29,7 @@ from litestar.utils.dataclass import extract_dataclass_items
 
 from app.db import sessions as sessions_db
 from app.db.connection import Database
+from app.web.auth import services_of
 
 STORE_NAME = "sessions"
 COOKIE = "reelforge_session"
@@ -76,13 +77,15 @@ class DatabaseSessionStore(Store):
 
 
 class SessionBackend(ServerSideSessionBackend):
-    async def load_from_connection(self, connection: ASGIConnection) -> dict[str, Any]:
+    async def load_from_connection(
+            self, connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any]:
         data = await super().load_from_connection(connection)
+        # Litestar types the scope as a closed TypedDict; ASGI scopes are open dicts.
         connection.scope[_LOADED] = dict(data)  # type: ignore[literal-required]
         return data
 
     async def store_in_message(self, scope_session: ScopeSession, message: Message,
-                               connection: ASGIConnection) -> None:
+                               connection: ASGIConnection[Any, Any, Any, Any]) -> None:
         scope = connection.scope
         loaded = scope.get(_LOADED) or {}
         rotate = bool(scope.get(_ROTATE))
@@ -110,17 +113,17 @@ class SessionBackend(ServerSideSessionBackend):
 
 @dataclass
 class SessionConfig(ServerSideSessionConfig):
-    _backend_class = SessionBackend  # type: ignore[assignment]
+    _backend_class = SessionBackend
 
 
-def begin(request: Request, user_id: str) -> None:
+def begin(request: Request[Any, Any, Any], user_id: str) -> None:
     """Sign `user_id` in on this request: a new session id, whatever the browser had."""
-    request.scope[_ROTATE] = True  # type: ignore[literal-required]
+    request.scope[_ROTATE] = True  # type: ignore[literal-required]  # an open dict, as above
     request.set_session({"uid": user_id,
                          "ua": (request.headers.get("user-agent") or "")[:300]})
 
 
-def end(request: Request) -> None:
+def end(request: Request[Any, Any, Any]) -> None:
     """Sign out on this request: the record goes, and so do this session's open streams
     on this process (other processes end theirs when the change feed tells them)."""
     session_id = current_id(request)
@@ -129,12 +132,12 @@ def end(request: Request) -> None:
         end_streams(request, [sessions_db.key_of(session_id)])
 
 
-def end_streams(request: Request, keys: list[str]) -> None:
-    broker = request.app.state.services.broker
+def end_streams(request: Request[Any, Any, Any], keys: list[str]) -> None:
+    broker = services_of(request).broker
     for key in keys:
         broker.end_session(key)
 
 
-def current_id(request: Request) -> str | None:
+def current_id(request: Request[Any, Any, Any]) -> str | None:
     value = request.cookies.get(COOKIE)
     return value if value and value != "null" else None

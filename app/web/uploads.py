@@ -55,6 +55,8 @@ def inspect_image(data: bytes) -> tuple[str, str]:
                     raise UploadRejected(TOO_LARGE)  # from the header: nothing decoded yet
                 fmt = img.format
                 img.verify()
+            if fmt not in FORMATS:  # opened with formats=FORMATS, so never (Pillow: str | None)
+                raise UploadRejected(UNREADABLE)
             with Image.open(io.BytesIO(data), formats=[fmt]) as img:
                 img.load()  # decode fully: truncated or corrupt files fail here
     except UploadRejected:
