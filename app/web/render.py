@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from app.db.records import LibraryItem, User, VideoJob
+from app.db.records import LibraryItem, RunningBatch, User, VideoJob
 from app.db.templates import variable_labels
 from app.jobs.progress import Durations, estimate, eta_text, typical_text
 from app.jobs.service import is_rendered
@@ -121,7 +121,7 @@ class Fragments:
         return self.render("toast", job=self.job_view(job), announce=announce)
 
     def progress_toast(self, active: list[VideoJob], version: int,
-                       batches: list[dict[str, Any]] | None = None) -> str:
+                       batches: list[RunningBatch] | None = None) -> str:
         """The one notice about the person's running jobs (`active`, read from the database
         at `version`, epoch ms): hidden when there are none."""
         return self.render("progress_toast", jobs=[self.job_view(j) for j in active],
