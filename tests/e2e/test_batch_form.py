@@ -142,7 +142,9 @@ def watch_the_batch_to_the_end(page: Page, base: str, detail: dict) -> None:
         expect(page.locator(f"#job-list > #job-{job_id}")).to_have_count(0)
     card.locator("summary").click()  # its rows' cards, loaded when opened
     expect(card.locator(".batch-rows > .job-card")).to_have_count(5)
-    card.scroll_into_view_if_needed()
+    # In the page's own JS, in one go: the stream replaces the card as its rows move, and a
+    # scroll that waits for the element to be stable can find it detached.
+    card.evaluate("e => e.scrollIntoView({block: 'nearest'})")
     shot(page, "batch-07-card-running", full_page=False)
 
     expect(card).to_have_attribute("data-status", "completed", timeout=90_000)
