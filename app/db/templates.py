@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import msgspec
 
-from app.db.connection import Database, rid
-from app.db.records import Template, TemplateVariable, decode, decode_all
+from app.db.connection import Database
+from app.db.records import Template, TemplateVariable, decode_all
 
 CATALOGUE_PATH = Path(__file__).resolve().parents[2] / "scripts" / "templates.json"
 
@@ -50,16 +52,26 @@ async def sync_catalogue(db: Database, path: Path = CATALOGUE_PATH) -> int:
         """,
         {"items": items, "slugs": [i["slug"] for i in items]},
     )
+    _cached.pop(db, None)
     return len(items)
 
 
+# The catalogue changes only when a process syncs it at start-up (or a restore), yet every
+# submission and page reads it: each process keeps it for a few seconds, per database, so a
+# change made by another process (a deploy, a restore) is seen within CATALOGUE_TTL.
+CATALOGUE_TTL = 10.0
+_cached: WeakKeyDictionary[Database, tuple[float, list[Template]]] = WeakKeyDictionary()
+
+
 async def list_active(db: Database) -> list[Template]:
-    return decode_all(await db.read_one(
+    hit = _cached.get(db)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    found = decode_all(await db.read_one(
         "SELECT * FROM template WHERE active = true ORDER BY position"), Template)
+    _cached[db] = (time.monotonic() + CATALOGUE_TTL, found)
+    return found
 
 
 async def by_slug(db: Database, slug: str) -> Template | None:
-    row: dict[str, Any] | None = await db.read_one("SELECT * FROM ONLY $t",
-                                                   {"t": rid("template", slug)})
-    template = decode(row, Template)
-    return template if template and template.active else None
+    return next((t for t in await list_active(db) if t.slug == slug), None)
