@@ -31,7 +31,7 @@ from botocore.exceptions import (
 
 from app.storage.base import StorageError, TransientStorageError
 from app.storage.keys import validate_key
-from app.storage.s3_stream import PartSlots, StreamUpload
+from app.storage.s3_stream import PartBuffers, StreamUpload
 
 T = TypeVar("T")
 
@@ -72,10 +72,10 @@ class S3Storage:
         multipart_threshold: int = 8 * MB,
         multipart_chunksize: int = 8 * MB,
         max_concurrency: int = 4,
-        stream_parts: int = 12,
+        stream_parts: int = 6,
     ) -> None:
         """`stream_parts`: parts of `multipart_chunksize` that put_stream holds in memory at
-        once, across all its streams (12 × 8 MB); also the threads that upload them."""
+        once, across all its streams (6 × 8 MB); also the threads that upload them."""
         if not bucket:
             raise ValueError("S3_BUCKET is required when STORAGE=s3")
         self.bucket = bucket
@@ -109,8 +109,7 @@ class S3Storage:
             max_io_queue=max_concurrency * 2,
             use_threads=True,
         )
-        self._part_size = multipart_chunksize
-        self._part_slots = PartSlots(stream_parts)
+        self._part_buffers = PartBuffers(stream_parts, multipart_chunksize)
         self._part_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=stream_parts + 4, thread_name_prefix="s3-parts")
 
@@ -156,8 +155,8 @@ class S3Storage:
         Errors of S3 are mapped as everywhere here; those of `chunks` pass through."""
         validate_key(key)
         upload = StreamUpload(self._client, self.bucket, key, content_type,
-                              part_size=self._part_size, slots=self._part_slots,
-                              pool=self._part_pool, copy_to=copy_to, map_error=_map_error)
+                              buffers=self._part_buffers, pool=self._part_pool,
+                              copy_to=copy_to, map_error=_map_error)
         return await upload.run(chunks)
 
     async def delete(self, key: str) -> None:

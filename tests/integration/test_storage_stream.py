@@ -158,8 +158,8 @@ async def test_s3_a_failed_part_aborts_the_upload(s3_faults: S3FaultProxy, prefi
 
 
 async def test_s3_parts_in_memory_are_bounded(s3_server: S3Server, prefix):
-    """With 2 part slots, 4 streams of 3 parts share them: every stream completes, and at
-    no time are more than 2 parts of 8 MB filling or uploading."""
+    """With 2 part buffers, 4 streams of 3 parts share them: every stream completes, and
+    at no time are more than 2 parts of 8 MB filling or uploading."""
     store = s3_server.storage(stream_parts=2)
     data = os.urandom(17 * MB)
     busiest = 0
@@ -167,7 +167,7 @@ async def test_s3_parts_in_memory_are_bounded(s3_server: S3Server, prefix):
     async def watched(n: int) -> AsyncIterator[bytes]:
         nonlocal busiest
         async for chunk in chunks_of(data):
-            busiest = max(busiest, 2 - store._part_slots._current()._value)
+            busiest = max(busiest, store._part_buffers._out)
             yield chunk
 
     try:
