@@ -40,7 +40,6 @@ _LOCAL_HOSTS = ("127.0.0.1", "localhost")
 # the evidence is in docs/FAL.md, "Result hosts"). An entry covers the host and its
 # subdomains; "*.example.com" covers the subdomains only.
 FAL_MEDIA_HOSTS = ("fal.media",)
-_CHUNK = 256 * 1024
 
 
 def _queue_url_from_env() -> str:
@@ -294,7 +293,7 @@ class FalProvider:
                 if declared and declared.isdigit() and int(declared) > max_bytes:
                     raise ProviderError(f"video is {declared} bytes, over {max_bytes}")
                 seen["content_type"] = ctype
-                async for chunk in response.aiter_bytes(_CHUNK):
+                async for chunk in response.aiter_bytes():  # as read: no re-chunking copy
                     size += len(chunk)
                     if size > max_bytes:
                         raise ProviderError(f"video is over {max_bytes} bytes")

@@ -333,7 +333,10 @@ async def test_the_size_cap_stops_a_stream_into_s3_with_nothing_stored(
         async with aclosing(provider.stream_result(ENDPOINT, rid, 12 * MB)) as chunks:
             await s3_store.put_stream(key, counted(chunks), "video/mp4")
     assert not isinstance(info.value, TransientProviderError)
-    assert read == (12 * MB if omit_content_length else 0)
+    if omit_content_length:
+        assert 8 * MB < read <= 12 * MB  # a part had gone to S3 when the cap was found
+    else:
+        assert read == 0
     assert await s3_store.size(key) is None
     assert open_uploads(s3_store, key) == []
 
