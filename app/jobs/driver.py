@@ -22,7 +22,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -58,7 +58,7 @@ from app.storage.base import Storage, StorageError, TransientStorageError
 
 log = get_logger("reelforge.driver")
 
-FINALIZE_DOWNLOADS = 24  # results downloaded at once (each then uploads on its own)
+FINALIZE_DOWNLOADS = 24  # results streamed from the provider into storage at once
 POSTERS_AT_ONCE = 2  # ffmpeg frame grabs at once (CPU: they share the machine with renders)
 WAKE_GAP = 0.02  # seconds: the shortest time between two claim rounds
 
@@ -122,8 +122,8 @@ class Driver:
         # posters for seconds, so they do not hold the slots status checks need (up to
         # `concurrency` of them; a crash can leave many jobs finalizing at once).
         self._finalizing: set[str] = set()
-        # Finalizing jobs download a few at a time, so that the first stored ones upload
-        # while the next download (both streams overlap instead of all downloads first).
+        # Finalizing jobs transfer a few at a time (each streams its download into its
+        # upload), so that the first ones finish instead of all sharing the bandwidth.
         self._downloads = asyncio.Semaphore(FINALIZE_DOWNLOADS)
         self._posters = asyncio.Semaphore(POSTERS_AT_ONCE)
         self._background: set[asyncio.Task[None]] = set()
@@ -437,15 +437,7 @@ class Driver:
             tmp = Path(tmp_name)
             try:
                 async with self._downloads:
-                    fetched = await _retry(
-                        self._provider_call("result", self.provider.fetch_result),
-                        job.endpoint, _request_id(job), tmp,
-                        self.max_result_bytes,
-                    )
-                crashpoint("after_download")
-                await _retry(self._storage_call("put_file", self.storage.put_file),
-                             key, tmp, "video/mp4")
-                size = fetched.size
+                    size = await _retry(self._transfer, job, key, tmp)
                 poster = await posters.make_poster(self.storage, key, tmp, self.work_dir,
                                                    limit=self._posters)
             finally:
@@ -474,6 +466,35 @@ class Driver:
             if current and current.status == Status.CANCELED:
                 await self.storage.delete(key)  # canceled at the last moment: nothing kept
                 await self.storage.delete(posters.poster_key(key))
+
+    async def _transfer(self, job: VideoJob, key: str, copy: Path) -> int:
+        """One attempt at storing the result: the provider's download streamed into the
+        storage's upload, part by part, both running at once; the bytes are also written
+        to `copy` (for the poster). A failure on either side fails the attempt as a whole
+        (retried from the first byte): the storage stores nothing unless the download ended
+        normally, so the fixed key holds a whole video or nothing."""
+        self.metrics.provider_requests.labels(self.provider_name, "result").inc()
+        chunks = self.provider.stream_result(job.endpoint, _request_id(job),
+                                             self.max_result_bytes)
+        try:
+            async with contextlib.aclosing(chunks):
+                return await self.storage.put_stream(key, _then_crashpoint(chunks),
+                                                     "video/mp4", copy_to=copy)
+        except Exception as exc:
+            transient = isinstance(exc, TRANSIENT)
+            if isinstance(exc, ProviderError):
+                self.metrics.provider_errors.labels(
+                    self.provider_name, "result",
+                    "transient" if transient else "permanent").inc()
+                log.warning("provider.error", provider=self.provider_name, kind="result",
+                            transient=transient, request_id=job.provider_request_id,
+                            **error_fields(exc))
+            else:
+                self.metrics.storage_errors.labels(
+                    "put_stream", "transient" if transient else "permanent").inc()
+                log.warning("storage.error", operation="put_stream", transient=transient,
+                            **error_fields(exc))
+            raise
 
     async def _rendered_here(self, job: VideoJob) -> None:
         """Before fetching a local render's result: if the render is unknown here (its
@@ -577,6 +598,14 @@ async def _retry(fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwarg
         with attempt:
             return await fn(*args, **kwargs)
     raise AssertionError("unreachable")
+
+
+async def _then_crashpoint(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The chunks, then the `after_download` crash point: every byte has arrived and the
+    storage has not yet completed the object."""
+    async for chunk in chunks:
+        yield chunk
+    crashpoint("after_download")
 
 
 def _request_id(job: VideoJob) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -68,6 +69,13 @@ class VideoProvider(Protocol):
         self, endpoint: str, request_id: str, dest: Path, max_bytes: int
     ) -> FetchedResult:
         """Stream the finished video into `dest` (never whole in memory)."""
+
+    def stream_result(self, endpoint: str, request_id: str, max_bytes: int
+                      ) -> AsyncGenerator[bytes, None]:
+        """The finished video's bytes, chunk by chunk. Raises (ProviderError) before the
+        first chunk when the result is not a video or declares more than `max_bytes`, and
+        mid-stream as soon as more than `max_bytes` arrived. Close it (`aclosing`) when not
+        read to its end."""
 
     async def cancel(self, endpoint: str, request_id: str) -> None:
         """Ask the provider to stop; a request that already finished is not an error."""

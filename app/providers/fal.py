@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,6 @@ _LOCAL_HOSTS = ("127.0.0.1", "localhost")
 # the evidence is in docs/FAL.md, "Result hosts"). An entry covers the host and its
 # subdomains; "*.example.com" covers the subdomains only.
 FAL_MEDIA_HOSTS = ("fal.media",)
-_CHUNK = 256 * 1024
 
 
 def _queue_url_from_env() -> str:
@@ -210,6 +210,16 @@ class FalProvider:
     async def fetch_result(
         self, endpoint: str, request_id: str, dest: Path, max_bytes: int
     ) -> FetchedResult:
+        url = await self._result_url(endpoint, request_id)
+        return await self._download(url, dest, max_bytes)
+
+    async def stream_result(self, endpoint: str, request_id: str, max_bytes: int
+                            ) -> AsyncGenerator[bytes, None]:
+        url = await self._result_url(endpoint, request_id)
+        async for chunk in self._stream(url, max_bytes, {}):
+            yield chunk
+
+    async def _result_url(self, endpoint: str, request_id: str) -> str:
         # One GET of the stored result (fal_client's result() would poll status first).
         async with _calling("result", self.timeout):
             handle = await self._handle(endpoint, request_id)
@@ -221,7 +231,7 @@ class FalProvider:
         url = video.get("url") if isinstance(video, dict) else None
         if not isinstance(url, str) or not url:
             raise ProviderError("fal result has no video URL")
-        return await self._download(url, dest, max_bytes)
+        return url
 
     @staticmethod
     def _result_error(response: httpx.Response) -> ProviderError:
@@ -253,29 +263,47 @@ class FalProvider:
             raise
 
     async def _stream_to_file(self, url: str, dest: Path, max_bytes: int) -> FetchedResult:
+        size, seen = 0, dict[str, str]()
+        async with (aclosing(self._stream(url, max_bytes, seen)) as chunks,
+                    await anyio.open_file(dest, "wb") as out):
+            async for chunk in chunks:
+                size += len(chunk)
+                await out.write(chunk)
+        return FetchedResult(path=dest, size=size, content_type=seen["content_type"])
+
+    async def _stream(self, url: str, max_bytes: int, seen: dict[str, str]
+                      ) -> AsyncGenerator[bytes, None]:
+        """The video's chunks, checked: content type and declared length before the first,
+        the running size at each. The whole download is bounded by `download_timeout` as a
+        deadline checked per chunk (each read by httpx's own timeout): an asyncio.timeout
+        cannot span a generator's yields, it would cancel whoever reads the chunks."""
+        deadline = time.monotonic() + self.download_timeout
         size = 0
-        async with (
-            _calling("video download", self.download_timeout),
-            self._http.stream("GET", url) as response,
-        ):
-            if response.is_error:
-                msg = f"video download failed (HTTP {response.status_code})"
-                if _is_transient_status(response.status_code):
-                    raise TransientProviderError(msg)
-                raise ProviderError(msg)
-            ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            if not (ctype.startswith("video/") or ctype == "application/octet-stream"):
-                raise ProviderError(f"video download has content type {ctype or 'none'}")
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise ProviderError(f"video is {declared} bytes, over {max_bytes}")
-            async with await anyio.open_file(dest, "wb") as out:
-                async for chunk in response.aiter_bytes(_CHUNK):
+        try:
+            async with self._http.stream("GET", url) as response:
+                if response.is_error:
+                    msg = f"video download failed (HTTP {response.status_code})"
+                    if _is_transient_status(response.status_code):
+                        raise TransientProviderError(msg)
+                    raise ProviderError(msg)
+                ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if not (ctype.startswith("video/") or ctype == "application/octet-stream"):
+                    raise ProviderError(f"video download has content type {ctype or 'none'}")
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise ProviderError(f"video is {declared} bytes, over {max_bytes}")
+                seen["content_type"] = ctype
+                async for chunk in response.aiter_bytes():  # as read: no re-chunking copy
                     size += len(chunk)
                     if size > max_bytes:
                         raise ProviderError(f"video is over {max_bytes} bytes")
-                    await out.write(chunk)
-        return FetchedResult(path=dest, size=size, content_type=ctype)
+                    if time.monotonic() > deadline:
+                        raise TransientProviderError("fal video download timed out")
+                    yield chunk
+        except ProviderError:
+            raise
+        except Exception as exc:  # httpx's, raised while reading (never the reader's own)
+            raise _error("video download", exc) from exc
 
     async def cancel(self, endpoint: str, request_id: str) -> None:
         try:

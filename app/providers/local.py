@@ -20,11 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import time
 import uuid
 from collections import deque
+from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -127,6 +130,26 @@ class LocalProvider:
     async def fetch_result(
         self, endpoint: str, request_id: str, dest: Path, max_bytes: int
     ) -> FetchedResult:
+        output = self._finished(request_id)
+        size = await asyncio.to_thread(_copy_capped, output, Path(dest), max_bytes)
+        return FetchedResult(path=Path(dest), size=size, content_type="video/mp4")
+
+    async def stream_result(self, endpoint: str, request_id: str, max_bytes: int
+                            ) -> AsyncGenerator[bytes, None]:
+        output = self._finished(request_id)
+        reader = await asyncio.to_thread(_open_capped, output, max_bytes)
+        try:
+            read = 0
+            while chunk := await asyncio.to_thread(reader.read, COPY_CHUNK):
+                read += len(chunk)
+                if read > max_bytes:  # the file grew after the check
+                    raise ProviderError(f"The video is over the {max_bytes}-byte limit")
+                yield chunk
+        finally:
+            reader.close()
+
+    def _finished(self, request_id: str) -> Path:
+        """The file of a finished render, or the error that says why there is none."""
         render = self._get(request_id)
         if render.state != "completed":
             raise TransientProviderError("The local render has not finished yet")
@@ -134,8 +157,7 @@ class LocalProvider:
             raise ProviderError(render.error)
         if render.output is None or not render.output.exists():
             raise RenderLost(LOST_MESSAGE)
-        size = await asyncio.to_thread(_copy_capped, render.output, Path(dest), max_bytes)
-        return FetchedResult(path=Path(dest), size=size, content_type="video/mp4")
+        return render.output
 
     async def cancel(self, endpoint: str, request_id: str) -> None:
         render = self._renders.get(request_id)
@@ -235,6 +257,15 @@ class LocalProvider:
 
     def _path(self, render_id: str, suffix: str) -> Path:
         return self._renderer.path(render_id, suffix)
+
+
+def _open_capped(source: Path, max_bytes: int) -> BinaryIO:
+    reader = source.open("rb")
+    size = os.fstat(reader.fileno()).st_size
+    if size > max_bytes:
+        reader.close()
+        raise ProviderError(f"The video is {size} bytes, over the {max_bytes}-byte limit")
+    return reader
 
 
 def _copy_capped(source: Path, dest: Path, max_bytes: int) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +20,13 @@ class Storage(Protocol):
 
     async def put_file(self, key: str, path: Path, content_type: str) -> None:
         """Store a file from disk without reading it whole into memory. Idempotent per key."""
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes], content_type: str,
+                         *, copy_to: Path | None = None) -> int:
+        """Store what `chunks` yields and return its size, reading while earlier bytes are
+        written. Nothing appears at `key` unless the iteration ends normally; an error of
+        `chunks` is raised as it is, with nothing stored. `copy_to`: the bytes are also
+        written to that file (for the caller: a poster is taken from it)."""
 
     async def get_bytes(self, key: str) -> bytes: ...
 

@@ -10,7 +10,8 @@ interface's errors: 5xx, throttling, timeouts and connection errors become
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import concurrent.futures
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from botocore.exceptions import (
 
 from app.storage.base import StorageError, TransientStorageError
 from app.storage.keys import validate_key
+from app.storage.s3_stream import PartBuffers, StreamUpload
 
 T = TypeVar("T")
 
@@ -70,7 +72,10 @@ class S3Storage:
         multipart_threshold: int = 8 * MB,
         multipart_chunksize: int = 8 * MB,
         max_concurrency: int = 4,
+        stream_parts: int = 6,
     ) -> None:
+        """`stream_parts`: parts of `multipart_chunksize` that put_stream holds in memory at
+        once, across all its streams (6 × 8 MB); also the threads that upload them."""
         if not bucket:
             raise ValueError("S3_BUCKET is required when STORAGE=s3")
         self.bucket = bucket
@@ -83,7 +88,7 @@ class S3Storage:
             read_timeout=read_timeout,
             # R2 and MinIO want path-style addressing (no bucket-name subdomains).
             s3={"addressing_style": "path"} if self.endpoint_url else {},
-            max_pool_connections=max(10, max_concurrency * 2),
+            max_pool_connections=max(10, max_concurrency * 2, stream_parts + 8),
         )
         # A custom endpoint without a region (R2, MinIO) still needs one to sign with.
         self.region = region or ("us-east-1" if self.endpoint_url else None)
@@ -104,6 +109,9 @@ class S3Storage:
             max_io_queue=max_concurrency * 2,
             use_threads=True,
         )
+        self._part_buffers = PartBuffers(stream_parts, multipart_chunksize)
+        self._part_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=stream_parts + 4, thread_name_prefix="s3-parts")
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -139,6 +147,17 @@ class S3Storage:
             ExtraArgs={"ContentType": content_type},
             Config=self._transfer_config,
         )
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes], content_type: str,
+                         *, copy_to: Path | None = None) -> int:
+        """Multipart upload of what `chunks` yields, each part uploaded while the next is
+        read (app/storage/s3_stream.py); nothing is stored unless the stream ends normally.
+        Errors of S3 are mapped as everywhere here; those of `chunks` pass through."""
+        validate_key(key)
+        upload = StreamUpload(self._client, self.bucket, key, content_type,
+                              buffers=self._part_buffers, pool=self._part_pool,
+                              copy_to=copy_to, map_error=_map_error)
+        return await upload.run(chunks)
 
     async def delete(self, key: str) -> None:
         validate_key(key)
@@ -267,6 +286,7 @@ class S3Storage:
         await self._call(ensure)
 
     def close(self) -> None:
+        self._part_pool.shutdown(wait=False)
         self._client.close()
 
 

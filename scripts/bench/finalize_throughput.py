@@ -5,9 +5,10 @@ Moto runs in a subprocess, the fake fal in another; the app (`python -m app serv
 STORAGE=s3, DATABASE_URL=mem://) has PUBLIC_BASE_URL set, so that fal's webhook tells it at
 once when a job is done. N jobs are submitted and left queued at the fake; then all are
 completed in the same instant (the fake sends N signed webhooks) and the driver finalizes
-them concurrently: download from fal's (fake) CDN to a temporary file, multipart upload to
-S3, charge. Measured from that instant to the last job's finishedAt: MB/s, and the server's
-RSS sampled every 20 ms (peak minus the RSS just before).
+them concurrently: the download from fal's (fake) CDN streamed into an S3 multipart upload
+(a copy of it on disk for the poster), then the poster, then the charge. Measured from that
+instant to the last job's finishedAt: MB/s, and the server's RSS sampled every 20 ms (peak
+minus the RSS just before).
 
 The plain baseline, in the same run and in a process of its own: the same N files (same
 size and bytes, on local disk) uploaded with boto3's `upload_file` (default TransferConfig)
@@ -213,7 +214,7 @@ def main() -> None:
     a, pl = out["app"], out["plain"]
     print()
     print(harness.table([
-        ("app: fal → temp file → S3, charge", out["config"]["total_mb"], a["seconds"],
+        ("app: fal → S3 (streamed), poster, charge", out["config"]["total_mb"], a["seconds"],
          a["mb_per_s"], a["rss_growth_mb"], a["cpu"]["cores"]),
         ("plain boto3 upload_file (faster run)", out["config"]["total_mb"],
          min(pl["seconds_before"], pl["seconds_after"]), pl["mb_per_s"], "", ""),

@@ -7,7 +7,8 @@ import dataclasses
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,10 @@ from app.providers.base import (
 )
 from app.providers.fal import FalProvider
 from app.providers.fal_webhook import FalWebhookVerifier, JwksUnavailable, WebhookRejected
+from app.storage.s3 import S3Storage
 from tests.fakes import fal_server
 from tests.fakes.fal_server import FakeFal
+from tests.fakes.s3_server import S3Server, s3_server_fixture  # noqa: F401
 
 fake_fal = fal_server.fake_fal  # the module-scoped fixture
 
@@ -280,6 +283,72 @@ async def test_content_type_checked(
     rid = await submit_done(provider, fake_fal, content_type="application/octet-stream")
     result = await provider.fetch_result(ENDPOINT, rid, tmp_path / "y.mp4", MB)
     assert result.content_type == "application/octet-stream"
+
+
+# ------------------------------------------------------------------ streamed into S3
+
+
+@pytest.fixture(scope="module")
+def s3_store(s3_server: S3Server) -> Iterator[S3Storage]:
+    store = s3_server.storage()
+    yield store
+    store.close()
+
+
+def open_uploads(store: S3Storage, key: str) -> list[dict]:
+    return store._client.list_multipart_uploads(Bucket=store.bucket,
+                                                Prefix=key).get("Uploads", [])
+
+
+async def test_stream_result_into_s3_is_the_video(
+    provider: FalProvider, fake_fal: FakeFal, s3_store: S3Storage, tmp_path: Path
+) -> None:
+    rid = await submit_done(provider, fake_fal, video_size=18 * MB)
+    key = f"users/u{rid}/library/videos/{rid}.mp4"
+    async with aclosing(provider.stream_result(ENDPOINT, rid, 20 * MB)) as chunks:
+        size = await s3_store.put_stream(key, chunks, "video/mp4", copy_to=tmp_path / "c")
+    expected = b"".join(fal_server.generated_video(18 * MB))
+    assert size == 18 * MB
+    assert await s3_store.get_bytes(key) == expected == (tmp_path / "c").read_bytes()
+
+
+@pytest.mark.parametrize("omit_content_length", [False, True])
+async def test_the_size_cap_stops_a_stream_into_s3_with_nothing_stored(
+    provider: FalProvider, fake_fal: FakeFal, s3_store: S3Storage, omit_content_length: bool
+) -> None:
+    """Without a Content-Length the cap is found mid-stream, after a part went to S3: the
+    upload is aborted. With one, the stream is refused before its first byte."""
+    rid = await submit_done(provider, fake_fal, video_size=20 * MB,
+                            omit_content_length=omit_content_length)
+    key = f"users/u{rid}/library/videos/{rid}.mp4"
+    read = 0
+
+    async def counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        nonlocal read
+        async for chunk in chunks:
+            read += len(chunk)
+            yield chunk
+
+    with pytest.raises(ProviderError, match="over") as info:
+        async with aclosing(provider.stream_result(ENDPOINT, rid, 12 * MB)) as chunks:
+            await s3_store.put_stream(key, counted(chunks), "video/mp4")
+    assert not isinstance(info.value, TransientProviderError)
+    if omit_content_length:
+        assert 8 * MB < read <= 12 * MB  # a part had gone to S3 when the cap was found
+    else:
+        assert read == 0
+    assert await s3_store.size(key) is None
+    assert open_uploads(s3_store, key) == []
+
+
+async def test_stream_result_checks_the_content_type_before_any_byte(
+    provider: FalProvider, fake_fal: FakeFal
+) -> None:
+    rid = await submit_done(provider, fake_fal, content_type="text/html")
+    chunks = provider.stream_result(ENDPOINT, rid, MB)
+    with pytest.raises(ProviderError, match="content type"):
+        await anext(chunks)
+    await chunks.aclose()
 
 
 async def test_download_hosts_are_limited(fake_fal: FakeFal, tmp_path: Path) -> None:

@@ -423,6 +423,21 @@ async def test_fetch_result_enforces_max_bytes(make_provider, tmp_path: Path) ->
     assert again.size == ok.size
 
 
+async def test_stream_result_is_the_render_and_enforces_max_bytes(make_provider,
+                                                                  tmp_path: Path) -> None:
+    provider = make_provider()
+    request_id = await provider.submit(request(data_uri(png_bytes()), duration=1))
+    await wait_until_completed(provider, request_id)
+    whole = await provider.fetch_result(ENDPOINT, request_id, tmp_path / "w.mp4", 50_000_000)
+
+    streamed = [c async for c in provider.stream_result(ENDPOINT, request_id, whole.size)]
+    assert b"".join(streamed) == (tmp_path / "w.mp4").read_bytes()
+    chunks = provider.stream_result(ENDPOINT, request_id, whole.size - 1)
+    with pytest.raises(ProviderError, match="limit"):
+        await anext(chunks)  # refused before the first byte
+    await chunks.aclose()
+
+
 @pytest.mark.parametrize(
     ("image_url", "message"),
     [
