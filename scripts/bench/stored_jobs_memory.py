@@ -29,6 +29,11 @@ Reported, for N in `--at`:
     .venv/bin/python scripts/bench/stored_jobs_memory.py --at 1000,5000,20000,50000
     .venv/bin/python scripts/bench/stored_jobs_memory.py --quick             # 200, 1k
     .venv/bin/python scripts/bench/stored_jobs_memory.py --life polling --checks 9
+    .venv/bin/python scripts/bench/stored_jobs_memory.py --engine 2000,400,10
+
+`--engine PAD,KEYS,WRITES` is the engine alone, in this process: KEYS records of a PAD-byte
+value, each written WRITES times (`UPSERT`), and the RSS it took per write. It tells what the
+store keeps: a new key, or every version of a record.
 """
 
 from __future__ import annotations
@@ -193,6 +198,23 @@ async def writer(args: argparse.Namespace) -> None:
     await db.close()
 
 
+async def engine(pad: int, keys: int, writes: int) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="engine-"))
+    db = open_db(data_dir)
+    await db.connect()
+    await db.write("DEFINE TABLE kv SCHEMALESS")
+    before = rss()
+    for key in range(keys):
+        for version in range(writes):
+            await db.write("UPSERT type::thing('kv', $id) CONTENT { v: $v, pad: $pad }",
+                           {"id": key, "v": version, "pad": "x" * pad})
+    grown = rss() - before
+    print(f"{keys} keys × {writes} writes of {pad} B: RSS +{grown} KiB, "
+          f"{grown * 1024 / (keys * writes):.0f} B per write", flush=True)
+    await db.close()
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
 async def opener(args: argparse.Namespace) -> None:
     """A fresh process opening a copy of the store: what the app holds after a restart."""
     from app.db import jobs as jobs_db  # noqa: F401 - the app's imports, as at start
@@ -276,6 +298,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="--at 200,1000 --every 200")
     ap.add_argument("--json", help="where to write the results")
     ap.add_argument("--keep", action="store_true", help="keep the stores (printed path)")
+    ap.add_argument("--engine", metavar="PAD,KEYS,WRITES",
+                    help="the engine alone: KEYS records of PAD bytes, each written WRITES times")
     ap.add_argument("--role", choices=["write", "open"], help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     ap.add_argument("--prune", action="store_true", help=argparse.SUPPRESS)
@@ -283,6 +307,10 @@ def main() -> None:
     if args.quick:
         args.at, args.every = "200,1000", 200
     args.at = [int(x) for x in str(args.at).split(",") if x]
+    if args.engine:
+        pad, keys, writes = (int(x) for x in args.engine.split(","))
+        asyncio.run(engine(pad, keys, writes))
+        return
     if args.role == "write":
         asyncio.run(writer(args))
         return
