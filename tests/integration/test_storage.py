@@ -23,6 +23,11 @@ from app.storage.local import LocalStorage
 from app.storage.s3 import S3Storage
 from tests.fakes.s3_faults import S3FaultProxy, s3_faults_fixture  # noqa: F401
 from tests.fakes.s3_server import S3Server, s3_server_fixture  # noqa: F401
+from tests.storage_fixtures import (  # noqa: F401
+    prefix_fixture,
+    s3_storage_fixture,
+    storage_fixture,
+)
 
 MB = 1024 * 1024
 BAD_KEYS = [
@@ -42,25 +47,10 @@ BAD_KEYS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def s3_storage(s3_server: S3Server):
-    """One S3Storage for the module (creating a boto3 client costs about 0.3 s)."""
-    store = s3_server.storage()
-    yield store
-    store.close()
 
 
-@pytest.fixture(params=["local", "s3"])
-def storage(request, tmp_path):
-    if request.param == "local":
-        return LocalStorage(tmp_path / "media")
-    return request.getfixturevalue("s3_storage")
 
 
-@pytest.fixture
-def prefix() -> str:
-    """A fresh key prefix, so tests sharing the moto bucket never see each other's objects."""
-    return f"users/{uuid.uuid4().hex}/library"
 
 
 @pytest.fixture(scope="module")

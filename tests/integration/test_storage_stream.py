@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,6 +15,11 @@ from app.storage.local import LocalStorage
 from app.storage.s3 import S3Storage
 from tests.fakes.s3_faults import S3FaultProxy, s3_faults_fixture  # noqa: F401
 from tests.fakes.s3_server import S3Server, s3_server_fixture  # noqa: F401
+from tests.storage_fixtures import (  # noqa: F401
+    prefix_fixture,
+    s3_storage_fixture,
+    storage_fixture,
+)
 
 MB = 1024 * 1024
 CHUNK = 256 * 1024
@@ -25,23 +29,10 @@ class SourceBroke(Exception):
     """What the chunks' source (a download) raises in these tests."""
 
 
-@pytest.fixture(scope="module")
-def s3_storage(s3_server: S3Server):
-    store = s3_server.storage()
-    yield store
-    store.close()
 
 
-@pytest.fixture(params=["local", "s3"])
-def storage(request, tmp_path):
-    if request.param == "local":
-        return LocalStorage(tmp_path / "media")
-    return request.getfixturevalue("s3_storage")
 
 
-@pytest.fixture
-def prefix() -> str:
-    return f"users/{uuid.uuid4().hex}/library"
 
 
 @pytest.fixture(scope="module")
