@@ -481,19 +481,10 @@ class Driver:
                 return await self.storage.put_stream(key, _then_crashpoint(chunks),
                                                      "video/mp4", copy_to=copy)
         except Exception as exc:
-            transient = isinstance(exc, TRANSIENT)
             if isinstance(exc, ProviderError):
-                self.metrics.provider_errors.labels(
-                    self.provider_name, "result",
-                    "transient" if transient else "permanent").inc()
-                log.warning("provider.error", provider=self.provider_name, kind="result",
-                            transient=transient, request_id=job.provider_request_id,
-                            **error_fields(exc))
+                self._provider_failed("result", exc, job.provider_request_id)
             else:
-                self.metrics.storage_errors.labels(
-                    "put_stream", "transient" if transient else "permanent").inc()
-                log.warning("storage.error", operation="put_stream", transient=transient,
-                            **error_fields(exc))
+                self._storage_failed("put_stream", exc)
             raise
 
     async def _rendered_here(self, job: VideoJob) -> None:
@@ -538,33 +529,28 @@ class Driver:
             try:
                 return await fn(*args, **kwargs)
             except Exception as exc:
-                transient = isinstance(exc, TRANSIENT)
-                self.metrics.provider_errors.labels(
-                    self.provider_name, kind, "transient" if transient else "permanent").inc()
-                log.warning("provider.error", provider=self.provider_name, kind=kind,
-                            transient=transient,
-                            request_id=args[1] if kind != "submit" and len(args) > 1 else None,
-                            **error_fields(exc))
+                self._provider_failed(
+                    kind, exc, args[1] if kind != "submit" and len(args) > 1 else None)
                 raise
 
         return call
 
-    def _storage_call(self, operation: str,
-                      fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-        """`fn` with its failures counted (by operation) and logged."""
+    def _provider_failed(self, kind: str, exc: Exception, request_id: object) -> None:
+        """A provider call failed: counted by kind and transience, and logged."""
+        transient = isinstance(exc, TRANSIENT)
+        self.metrics.provider_errors.labels(
+            self.provider_name, kind, "transient" if transient else "permanent").inc()
+        log.warning("provider.error", provider=self.provider_name, kind=kind,
+                    transient=transient, request_id=request_id, **error_fields(exc))
 
-        async def call(*args: P.args, **kwargs: P.kwargs) -> T:
-            try:
-                return await fn(*args, **kwargs)
-            except Exception as exc:
-                transient = isinstance(exc, TRANSIENT)
-                self.metrics.storage_errors.labels(
-                    operation, "transient" if transient else "permanent").inc()
-                log.warning("storage.error", operation=operation, transient=transient,
-                            **error_fields(exc))
-                raise
 
-        return call
+    def _storage_failed(self, operation: str, exc: Exception) -> None:
+        """A storage call failed: counted by operation and transience, and logged."""
+        transient = isinstance(exc, TRANSIENT)
+        self.metrics.storage_errors.labels(
+            operation, "transient" if transient else "permanent").inc()
+        log.warning("storage.error", operation=operation, transient=transient,
+                    **error_fields(exc))
 
     def cancel_later(self, job: VideoJob) -> None:
         """For cancels made outside the driver (the API): tell the provider in the background."""
