@@ -33,6 +33,7 @@ from app.web.auth import LoginThrottle
 from app.web.batch_pages import BatchPageController
 from app.web.batch_views import batch_rows
 from app.web.batches import BatchController
+from app.web.favicon import favicon
 from app.web.health import health
 from app.web.hosts import AllowedHosts
 from app.web.media import media
@@ -125,8 +126,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         key=SESSION_COOKIE, httponly=True, samesite="lax",
         secure=settings.secure_cookies, max_age=settings.session_max_age,
         renew_on_access=True, store=STORE_NAME,
-        # No session is read for static files, the health check or the metrics.
-        exclude=["^/static/", "^/health$", "^/metrics$"],
+        # No session is read for static files, the icon, the health check or the metrics.
+        exclude=["^/static/", "^/health$", "^/metrics$", "^/favicon.ico$"],
     )
     return ReelforgeApp(
         route_handlers=[
@@ -134,7 +135,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BatchPageController,
             events, batch_rows,
             BackupController,
-            fal_webhook, health, media, *metrics_routes(settings),
+            fal_webhook, health, media, favicon, *metrics_routes(settings),
             create_static_files_router(path="/static", directories=[STATIC_DIR],
                                        include_in_schema=False),
         ],

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from app.db import users as users_db
 from app.settings import Settings
 from app.web.security_headers import content_security_policy
+from app.web.sessions import COOKIE as SESSION_COOKIE
 from tests.helpers import Account
 from tests.integration.api_support import in_app, job_row, running_app, user_id
 
@@ -150,3 +151,14 @@ async def test_pages_and_fragments_hold_nothing_the_policy_refuses(tmp_path):
         for pattern, what in INLINE:
             found = pattern.search(text)
             assert not found, f"{name}: {what}: {text[max(0, found.start() - 80):][:200]}"
+
+
+async def test_the_icon_browsers_ask_for_leads_to_the_pages_icon(client):
+    """A browser asks /favicon.ico on whatever names no icon (the JSON schema): it is sent
+    to the SVG the pages name, without a session, and carries the headers too."""
+    r = await client.get("/favicon.ico", follow_redirects=False)
+    assert r.status_code == 301 and r.headers["location"] == "/static/favicon.svg"
+    assert not [c for c in r.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE)]
+    assert r.headers["content-security-policy"] == CSP
+    icon = await client.get(r.headers["location"])
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
