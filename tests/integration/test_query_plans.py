@@ -1,0 +1,42 @@
+"""The index each query of one person's jobs walks, as SurrealDB's planner says (EXPLAIN),
+on the app's own schema: a query that walked the person's whole history, or everyone's
+jobs in some states, would grow with the table (docs/BENCHMARKS.md §6)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.db import jobs as jobs_db
+from app.db.connection import rid
+from app.events.notifier import ACTIVE_STATUSES
+
+
+async def plan(db: Any, sql: str, **vars: Any) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = await db.read_one(sql + " EXPLAIN", vars)
+    return steps
+
+
+def walked(steps: list[dict[str, Any]]) -> tuple[str, str]:
+    """(index, operator) of the plan's one index iteration."""
+    found = [s["detail"]["plan"] for s in steps if s["operation"] == "Iterate Index"]
+    assert len(found) == 1, steps
+    return found[0]["index"], found[0]["operator"]
+
+
+@pytest.mark.parametrize("before", [False, True])
+@pytest.mark.parametrize("singles", [False, True])
+async def test_a_status_filter_walks_only_the_persons_jobs_in_those_states(db, before, singles):
+    """The notice about running jobs reads them at every job change: a range per state of
+    the owner's (owner, status) index, not the owner's whole history."""
+    steps = await plan(db, jobs_db.list_sql(True, before, singles),
+                       owner=rid("user", "ann"), statuses=ACTIVE_STATUSES, limit=100, offset=0,
+                       before=None)
+    assert walked(steps) == ("job_owner_status", "union")
+
+
+async def test_a_list_of_every_state_walks_the_owners_index(db):
+    steps = await plan(db, jobs_db.list_sql(False, False, False), owner=rid("user", "ann"),
+                       statuses=None, limit=20, offset=0, before=None)
+    assert walked(steps) == ("job_owner", "=")
