@@ -79,7 +79,7 @@ async def open_services(
                                    publish_batch=services.notifier.publish_batch_made)
         services.jobs.observe = services.metrics.observe_transition
         services.batches = BatchService(services.jobs)
-        services.metrics.attach(services.broker)
+        services.metrics.attach(services.broker, services.db)
         if with_driver and not db.embedded:
             services.feed = FeedFollower(db, services.notifier, services.broker)
             await services.feed.start()

@@ -75,6 +75,17 @@ def pct(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)  # ms
 
 
+METRICS_TOKEN = "soak-metrics"
+DB_REQUESTS = re.compile(r'^reelforge_db_requests_total\{kind="(\w+)"\} ([0-9.e+]+)$', re.M)
+
+
+async def db_requests(base_url: str) -> dict[str, float]:
+    """The server's requests to its database so far, by kind (its /metrics)."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as c:
+        r = await c.get("/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"})
+    return {kind: float(n) for kind, n in DB_REQUESTS.findall(r.text)}
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -172,6 +183,7 @@ async def soak(args, server) -> dict:
             await asyncio.sleep(5)
 
     cpu_at_start = cpu_seconds(server.proc.pid)
+    db_at_start = await db_requests(server.url)
 
     sampler = asyncio.create_task(sample_rss())
     start = time.monotonic()
@@ -213,6 +225,7 @@ async def soak(args, server) -> dict:
     await asyncio.sleep(1)
     sampler.cancel()
     rss.append((time.monotonic(), rss_kib(server.proc.pid)))
+    db_at_end = await db_requests(server.url)
 
     # Latency: sending a submission → its first event on each of the person's streams.
     by_person: dict[int, list[tuple[str, float]]] = {}
@@ -267,6 +280,11 @@ async def soak(args, server) -> dict:
             "seconds": round(cpu_during_load, 1),
             "share_of_one_core": round(cpu_during_load / (load_end - start), 2)},
         "jobs_accepted_per_s": round(statuses.get(202, 0) / (load_end - start), 2),
+        # From the first submission until every job had ended: the database requests each
+        # accepted job cost (its own, the pages' and streams' reads, the checks of the books).
+        "db_requests_per_job": {
+            kind: round((db_at_end.get(kind, 0) - db_at_start.get(kind, 0))
+                        / max(1, statuses.get(202, 0)), 2) for kind in ("read", "write")},
     })
     results["errors"] = {"submit_not_202": not_202, "stream_errors": stream_errors,
                          "streams_cut_off": cut_off,
@@ -358,7 +376,7 @@ def run(args: argparse.Namespace, standin, server_env: dict[str, str]) -> None:
     server = ServerProcess(data_dir, {
         **fake_env, "VIDEO_PROVIDER": "fal", "SIGNUP_CREDITS": "1000000000",
         "SIGNUPS_PER_HOUR": "1000000",
-        "LOG_FORMAT": "json", **server_env})
+        "LOG_FORMAT": "json", "METRICS_TOKEN": METRICS_TOKEN, **server_env})
     server.env["PUBLIC_BASE_URL"] = server.url  # fal's webhooks come back to this server
     started = time.time()
     load_at_start = os.getloadavg()

@@ -67,6 +67,11 @@ class Database:
         self._conn: Any = None
         self._file_lock: FileLock | None = None
         self._write_lock = asyncio.Lock()
+        # Requests sent, by kind (a request may hold several statements): /metrics shows
+        # them, and the soak divides writes by jobs (on the embedded engine memory grows
+        # with every write, docs/BENCHMARKS.md §6).
+        self.reads = 0
+        self.writes = 0
         self._wanted = False  # connect() was called and close() was not
         self._reconnecting = asyncio.Lock()
 
@@ -116,10 +121,12 @@ class Database:
 
     async def read(self, sql: str, vars: dict[str, Any] | None = None) -> list[Any]:
         """Run statements that only read; returns each statement's result."""
+        self.reads += 1
         return await self._retrying(sql, vars)
 
     async def write(self, sql: str, vars: dict[str, Any] | None = None) -> list[Any]:
         """Run statements that write (usually one `BEGIN; …; COMMIT;` transaction)."""
+        self.writes += 1
         if not self.embedded:
             return await self._retrying(sql, vars)
         async with self._write_lock:

@@ -13,7 +13,8 @@ What is counted where:
 - jobs by state: the `job_count` counters, which a database event keeps in the same
   transaction as every change of a job's status (scripts/schema.surql), read on each
   scrape: right across processes, and a scrape reads a few dozen records, not every job;
-- open event streams and events published: read from the broker on each scrape.
+- open event streams and events published: read from the broker on each scrape;
+- requests sent to the database, reads and writes: read from the connection on each scrape.
 """
 
 from __future__ import annotations
@@ -57,16 +58,27 @@ _RUNNING = (Status.PROCESSING.value, Status.FINALIZING.value)
 
 
 class _BrokerCollector:
-    """Reads the broker at scrape time: open streams and events published so far."""
+    """Reads the broker and the database connection at scrape time: open streams, events
+    published so far, and the requests sent to the database."""
 
     def __init__(self) -> None:
         self.broker: Any = None
+        self.db: Any = None
 
     def describe(self):
         yield GaugeMetricFamily("reelforge_event_streams_open", "")
         yield CounterMetricFamily("reelforge_events_published", "")
+        yield CounterMetricFamily("reelforge_db_requests", "", labels=["kind"])
 
     def collect(self):
+        db = self.db
+        requests = CounterMetricFamily(
+            "reelforge_db_requests",
+            "Requests sent to the database by this process, by kind (read or write)",
+            labels=["kind"])
+        requests.add_metric(["read"], db.reads if db else 0)
+        requests.add_metric(["write"], db.writes if db else 0)
+        yield requests
         broker = self.broker
         yield GaugeMetricFamily(
             "reelforge_event_streams_open", "Open server-sent event streams (one per open page)",
@@ -122,8 +134,9 @@ class Metrics:
         for status in Status:
             self.jobs.labels(status.value).set(0)
 
-    def attach(self, broker: Any) -> None:
+    def attach(self, broker: Any, db: Any = None) -> None:
         self._broker.broker = broker
+        self._broker.db = db
 
     # -- observations -----------------------------------------------------------------
     def observe_transition(

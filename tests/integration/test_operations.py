@@ -257,6 +257,9 @@ async def test_each_transition_is_logged_once_and_counted(ops, fake, captured):
     assert value(m, "reelforge_credits_released_total") == 2 * PRICE
     assert value(m, "reelforge_event_streams_open") == 1
     assert value(m, "reelforge_events_published_total") >= 10
+    # Each job's create, moves and charge are writes; every page and check reads.
+    assert value(m, "reelforge_db_requests_total", kind="write") >= 3 * 3
+    assert value(m, "reelforge_db_requests_total", kind="read") > 0
     in_app(ops, _unsubscribe, services.broker, watcher)
     assert value(await metrics(ops), "reelforge_event_streams_open") == 0
 
