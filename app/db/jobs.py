@@ -402,14 +402,16 @@ async def accept_webhook(
     return status
 
 
+# Run at every stream connect (each open page): the person's jobs not yet announced, by
+# their own index. The owner's index read every job the person ever made (38 ms at 2,000);
+# before it, every finished job in the system (300 ms at 10,000 jobs).
+UNANNOUNCED_SQL = ("SELECT * FROM video_job WITH INDEX job_unannounced "
+                   "WHERE owner = $owner AND announced = false AND status IN $final")
+
+
 async def unannounced(db: Database, owner_id: str, final: list[str]) -> list[VideoJob]:
-    # Run at every stream connect; without the owner's index it scanned every finished job
-    # in the system (300 ms at 10,000 jobs). See OWNER_INDEX.
     return decode_all(await db.read_one(
-        f"SELECT * FROM video_job {OWNER_INDEX} "  # noqa: S608 - a constant
-        "WHERE owner = $owner AND status IN $final AND announced = false",
-        {"owner": rid("user", owner_id), "final": final},
-    ), VideoJob)
+        UNANNOUNCED_SQL, {"owner": rid("user", owner_id), "final": final}), VideoJob)
 
 
 async def mark_announced(db: Database, job_ids: list[str]) -> None:

@@ -44,3 +44,14 @@ async def test_a_list_of_every_state_walks_the_owners_index(db, before):
     steps = await plan(db, jobs_db.list_sql(False, before, False), owner=rid("user", "ann"),
                        statuses=None, limit=20, offset=0, before=datetime.now(UTC))
     assert walked(steps) == ("job_owner", "range" if before else "=")
+
+
+async def test_a_page_opening_reads_only_the_jobs_it_has_to_announce(db):
+    """Each open page's stream asks for the jobs that ended while nobody watched: the
+    person's unannounced jobs, not every job they ever made."""
+    steps = await plan(db, jobs_db.UNANNOUNCED_SQL, owner=rid("user", "ann"),
+                       final=["completed", "failed", "canceled"])
+    index, how = walked(steps)
+    assert (index, how) == ("job_unannounced", "=")
+    value = [s["detail"]["plan"]["value"] for s in steps if s["operation"] == "Iterate Index"]
+    assert value[0][1] is False  # the range of the unannounced, not the whole index
