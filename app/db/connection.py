@@ -32,7 +32,9 @@ from app.settings import Settings
 
 _THROWN = re.compile(r"An error occurred: (.*)$", re.S)
 _CONFLICT = "can be retried"
-QUERY_TIMEOUT = 60.0  # seconds: a hung server must not hang a request or the driver forever
+# Seconds: a hung server must not hang a request or the driver forever. A deliberate long
+# read (a backup's snapshot, app/backup/snapshot.py) passes a limit of its own.
+QUERY_TIMEOUT = 60.0
 
 
 class DatabaseError(Exception):
@@ -114,9 +116,11 @@ class Database:
                 self._conn = None
                 self._release_lock()
 
-    async def read(self, sql: str, vars: dict[str, Any] | None = None) -> list[Any]:
-        """Run statements that only read; returns each statement's result."""
-        return await self._retrying(sql, vars)
+    async def read(self, sql: str, vars: dict[str, Any] | None = None, *,
+                   timeout: float | None = None) -> list[Any]:
+        """Run statements that only read; returns each statement's result. `timeout`
+        (seconds) replaces QUERY_TIMEOUT for this query."""
+        return await self._retrying(sql, vars, timeout)
 
     async def write(self, sql: str, vars: dict[str, Any] | None = None) -> list[Any]:
         """Run statements that write (usually one `BEGIN; …; COMMIT;` transaction)."""
@@ -143,7 +147,8 @@ class Database:
     async def write_one(self, sql: str, vars: dict[str, Any] | None = None) -> Any:
         return (await self.write(sql, vars))[-1]
 
-    async def _retrying(self, sql: str, vars: dict[str, Any] | None) -> list[Any]:
+    async def _retrying(self, sql: str, vars: dict[str, Any] | None,
+                        timeout: float | None = None) -> list[Any]:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(Conflict),
             wait=wait_random_exponential(multiplier=0.005, max=0.5),
@@ -151,7 +156,7 @@ class Database:
             reraise=True,
         ):
             with attempt:
-                return await self._run(sql, vars)
+                return await self._run(sql, vars, timeout)
         raise AssertionError("unreachable")
 
     async def _reconnect(self) -> None:
@@ -161,14 +166,15 @@ class Database:
             if self._conn is None and self._wanted and not self.embedded:
                 await self.connect()
 
-    async def _run(self, sql: str, vars: dict[str, Any] | None) -> list[Any]:
+    async def _run(self, sql: str, vars: dict[str, Any] | None,
+                   timeout: float | None = None) -> list[Any]:
         if self._conn is None:
             await self._reconnect()
         if self._conn is None:
             raise DatabaseError("database is not connected")
         conn = self._conn
         try:
-            async with asyncio.timeout(QUERY_TIMEOUT):
+            async with asyncio.timeout(QUERY_TIMEOUT if timeout is None else timeout):
                 response = await conn.query_raw(sql, vars or {})
         except RuntimeError as exc:  # the embedded engine raises parse errors this way
             raise DatabaseError(str(exc)) from exc
