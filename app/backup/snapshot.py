@@ -23,21 +23,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.backup.archive import TABLE_NAME
-from app.db.connection import Database, DatabaseError
+from app.db.connection import LONG_QUERY_TIMEOUT, Database, DatabaseError
 
 # Not backed up: this database's own backup bookkeeping (a restored database starts with
 # none, so its first scheduled backup runs at once).
 EXCLUDED = frozenset({"backup_state"})
 BATCH_BYTES = 512 * 1024
 BATCH_ROWS = 1000
-PAGE_ROWS = 2000  # records per query of an embedded read: a few MB, tens of milliseconds
-# The whole read's limit, instead of each query's QUERY_TIMEOUT (60 s), which is for
-# requests and the driver: a read of every table grows with the store (about 25 µs a
-# record here, 384,000 in 9 s), and one that ran past 60 s failed every backup of a large
-# store. A hung server still ends the backup, and its lease is handed back.
-SNAPSHOT_SECONDS = 1800.0
+PAGE_ROWS = 5000  # records per query of an embedded read: a few MB, under 0.1 s each
 
-_PAGE = "SELECT VALUE [<string> id, <string> $this] FROM {} LIMIT $n"
+# A page, and the id of its last record apart: asking for `[<string> id, <string> $this]`
+# made the whole read 38 % slower than one query, skipping to the last (`START`) 16 %.
+_PAGE = ("SELECT VALUE <string> $this FROM {0} LIMIT $n;"
+         "SELECT VALUE <string> id FROM {0} START $last LIMIT 1;")
 FIRST_PAGE = _PAGE.format("type::table($t)")
 NEXT_PAGE = _PAGE.format("type::thing($t, meta::id(<record> $after)>..)")  # ids after $after
 
@@ -64,7 +62,8 @@ async def tables(db: Database, *, timeout: float | None = None) -> list[str]:
 async def read(db: Database, page: Page) -> Snapshot:
     """Every record of every table (but EXCLUDED), as literals, at one instant, handed to
     `page` a table's page at a time, in order."""
-    deadline = time.monotonic() + SNAPSHOT_SECONDS
+    # The whole read has one limit, not QUERY_TIMEOUT per query: it grows with the store.
+    deadline = time.monotonic() + LONG_QUERY_TIMEOUT
     left = lambda: max(deadline - time.monotonic(), 0.0)  # noqa: E731
     names = [t for t in await tables(db, timeout=left()) if t not in EXCLUDED]
     if not db.embedded:
@@ -88,15 +87,15 @@ async def _paged(db: Database, name: str, page: Page, left: Callable[[], float])
     printing of it, parsed back there: ids of every shape, nanoseconds included)."""
     total, after = 0, None
     while True:
-        rows = (await db.read(FIRST_PAGE if after is None else NEXT_PAGE,
-                              {"t": name, "after": after, "n": PAGE_ROWS},
-                              timeout=left()))[-1] or []
+        rows, last = await db.read(FIRST_PAGE if after is None else NEXT_PAGE,
+                                   {"t": name, "after": after, "n": PAGE_ROWS,
+                                    "last": PAGE_ROWS - 1}, timeout=left())
         if rows:
-            after = rows[-1][0]
-            await page(name, [literal for _id, literal in rows])
+            await page(name, rows)
             total += len(rows)
-        if len(rows) < PAGE_ROWS:
+        if len(rows or []) < PAGE_ROWS:
             return total
+        after = last[0]
 
 
 async def _one_transaction(db: Database, names: list[str], page: Page,
