@@ -4,8 +4,8 @@
   backup time, by content hash) and `database.jsonl.gz` (every record of every table, in
   SurrealQL's own literal syntax, which round-trips every type the engine has); writing it
   and checking it.
-- snapshot.py: one consistent read of every table (the process's write lock on the
-  embedded engine, one transaction on a server), and writing records back.
+- snapshot.py: one consistent read of every table (in pages under the process's write lock
+  on the embedded engine, one transaction on a server), and writing records back.
 - media.py: local media, incrementally: a content-addressed mirror beside the backups.
 - destinations.py: where backups go: a local directory, an S3 prefix, or both.
 - service.py: making a backup under a lease in the database, retention, the schedule.

@@ -63,35 +63,52 @@ class _Hashing(io.RawIOBase):
         return self.inner.write(data)
 
 
+class LinesMember:
+    """A gzip'd member written a batch of lines at a time (the database member is written
+    while the snapshot is read, a page at a time); `close` gives its size and SHA-256."""
+
+    def __init__(self, path: Path):
+        self._raw = path.open("wb")
+        self._hashing = _Hashing(self._raw)
+        # mtime=0: the same content makes the same bytes
+        self._gz = gzip.GzipFile(fileobj=self._hashing, mode="wb", compresslevel=6, mtime=0)
+
+    def write(self, lines: Iterable[str]) -> None:
+        chunk: list[str] = []
+        for line in lines:
+            chunk.append(line)
+            if len(chunk) >= 1000:
+                self._gz.write("".join(chunk).encode())
+                chunk.clear()
+        self._gz.write("".join(chunk).encode())
+
+    def close(self) -> dict[str, Any]:
+        self._gz.close()
+        self._raw.flush()
+        os.fsync(self._raw.fileno())
+        self._raw.close()
+        return {"bytes": self._hashing.size, "sha256": self._hashing.sha.hexdigest()}
+
+    def discard(self) -> None:
+        """Close the file after a failure (the caller removes it)."""
+        self._raw.close()
+
+
 def _write_lines(path: Path, lines: Iterable[str]) -> dict[str, Any]:
     """gzip'd lines to `path`; returns the member's size and SHA-256."""
-    with path.open("wb") as raw:
-        hashing = _Hashing(raw)
-        # mtime=0: the same content makes the same bytes
-        with gzip.GzipFile(fileobj=hashing, mode="wb", compresslevel=6, mtime=0) as gz:
-            chunk: list[str] = []
-            for line in lines:
-                chunk.append(line)
-                if len(chunk) >= 1000:
-                    gz.write("".join(chunk).encode())
-                    chunk.clear()
-            gz.write("".join(chunk).encode())
-        raw.flush()
-        os.fsync(raw.fileno())
-    return {"bytes": hashing.size, "sha256": hashing.sha.hexdigest()}
+    member = LinesMember(path)
+    try:
+        member.write(lines)
+    except BaseException:
+        member.discard()
+        raise
+    return member.close()
 
 
-def write_database(path: Path, tables: dict[str, list[str]]) -> dict[str, Any]:
-    """Each table's records (literals) as lines. The lists are emptied as they are written,
-    so the snapshot's memory is given back while the file grows."""
-
-    def lines() -> Iterator[str]:
-        for table, rows in tables.items():
-            rows.reverse()
-            while rows:
-                yield json.dumps([table, rows.pop()], ensure_ascii=False) + "\n"
-
-    return _write_lines(path, lines())
+def record_lines(table: str, literals: Iterable[str]) -> Iterator[str]:
+    """The database member's lines for records of one table."""
+    for literal in literals:
+        yield json.dumps([table, literal], ensure_ascii=False) + "\n"
 
 
 def write_media(path: Path, entries: Iterable[dict[str, Any]]) -> dict[str, Any]:

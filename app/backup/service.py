@@ -172,12 +172,9 @@ class BackupService:
         await asyncio.to_thread(_clear_leftovers, work)
         await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
         try:
-            records, library_keys, held = await snapshot.read(self.db)
-            tables = {t: len(rows) for t, rows in records.items()}
-            database = await asyncio.to_thread(
-                archive.write_database, work / archive.DATABASE, records)
-            del records
-            media, entries = await self._media(dests, work, library_keys)
+            snap, database = await _read_database(self.db, work / archive.DATABASE)
+            held, tables = snap.held, snap.tables
+            media, entries = await self._media(dests, work, snap.library_keys)
             listing = await asyncio.to_thread(archive.write_media, work / archive.MEDIA, entries)
             manifest = {
                 "format": archive.FORMAT, "format_version": archive.FORMAT_VERSION,
@@ -292,6 +289,32 @@ class BackupService:
 
     async def state(self) -> dict[str, Any]:
         return await backups_db.state(self.db) or {}
+
+
+async def _read_database(db: Database, path: Path
+                         ) -> tuple[snapshot.Snapshot, dict[str, Any]]:
+    """The snapshot, written into the database member as it is read: one page compresses
+    in a thread while the next is read, so memory holds about two pages, not the store."""
+    member = await asyncio.to_thread(archive.LinesMember, path)
+    writing: asyncio.Future[None] | None = None
+
+    async def page(table: str, literals: list[str]) -> None:
+        nonlocal writing
+        if writing is not None:
+            await writing
+        writing = asyncio.ensure_future(asyncio.to_thread(
+            member.write, archive.record_lines(table, literals)))
+
+    try:
+        snap = await snapshot.read(db, page)
+        if writing is not None:
+            await writing
+    except BaseException:
+        if writing is not None:  # a thread cannot be stopped: let it finish first
+            await asyncio.gather(writing, return_exceptions=True)
+        await asyncio.to_thread(member.discard)
+        raise
+    return snap, await asyncio.to_thread(member.close)
 
 
 def _clear_leftovers(work: Path) -> None:

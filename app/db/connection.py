@@ -32,7 +32,13 @@ from app.settings import Settings
 
 _THROWN = re.compile(r"An error occurred: (.*)$", re.S)
 _CONFLICT = "can be retried"
-QUERY_TIMEOUT = 60.0  # seconds: a hung server must not hang a request or the driver forever
+# Seconds: a hung server must not hang a request or the driver forever.
+QUERY_TIMEOUT = 60.0
+# Work that grows with the store and is meant to take long gets this limit instead: applying
+# the schema (its OVERWRITE indexes are rebuilt: 55 s at 50,000 jobs, 384,000 records) and a
+# backup's read of every table. Past 60 s either failed every start and every backup of a
+# large store; a hung server still ends them.
+LONG_QUERY_TIMEOUT = 1800.0
 
 
 class DatabaseError(Exception):
@@ -119,18 +125,21 @@ class Database:
                 self._conn = None
                 self._release_lock()
 
-    async def read(self, sql: str, vars: dict[str, Any] | None = None) -> list[Any]:
-        """Run statements that only read; returns each statement's result."""
+    async def read(self, sql: str, vars: dict[str, Any] | None = None, *,
+                   timeout: float | None = None) -> list[Any]:
+        """Run statements that only read; returns each statement's result. `timeout`
+        (seconds) replaces QUERY_TIMEOUT for this query."""
         self.reads += 1
-        return await self._retrying(sql, vars)
+        return await self._retrying(sql, vars, timeout)
 
-    async def write(self, sql: str, vars: dict[str, Any] | None = None) -> list[Any]:
+    async def write(self, sql: str, vars: dict[str, Any] | None = None, *,
+                    timeout: float | None = None) -> list[Any]:
         """Run statements that write (usually one `BEGIN; …; COMMIT;` transaction)."""
         self.writes += 1
         if not self.embedded:
-            return await self._retrying(sql, vars)
+            return await self._retrying(sql, vars, timeout)
         async with self._write_lock:
-            return await self._retrying(sql, vars)
+            return await self._retrying(sql, vars, timeout)
 
     @contextlib.asynccontextmanager
     async def writes_held(self) -> AsyncIterator[None]:
@@ -150,7 +159,8 @@ class Database:
     async def write_one(self, sql: str, vars: dict[str, Any] | None = None) -> Any:
         return (await self.write(sql, vars))[-1]
 
-    async def _retrying(self, sql: str, vars: dict[str, Any] | None) -> list[Any]:
+    async def _retrying(self, sql: str, vars: dict[str, Any] | None,
+                        timeout: float | None = None) -> list[Any]:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(Conflict),
             wait=wait_random_exponential(multiplier=0.005, max=0.5),
@@ -158,7 +168,7 @@ class Database:
             reraise=True,
         ):
             with attempt:
-                return await self._run(sql, vars)
+                return await self._run(sql, vars, timeout)
         raise AssertionError("unreachable")
 
     async def _reconnect(self) -> None:
@@ -168,14 +178,15 @@ class Database:
             if self._conn is None and self._wanted and not self.embedded:
                 await self.connect()
 
-    async def _run(self, sql: str, vars: dict[str, Any] | None) -> list[Any]:
+    async def _run(self, sql: str, vars: dict[str, Any] | None,
+                   timeout: float | None = None) -> list[Any]:
         if self._conn is None:
             await self._reconnect()
         if self._conn is None:
             raise DatabaseError("database is not connected")
         conn = self._conn
         try:
-            async with asyncio.timeout(QUERY_TIMEOUT):
+            async with asyncio.timeout(QUERY_TIMEOUT if timeout is None else timeout):
                 response = await conn.query_raw(sql, vars or {})
         except RuntimeError as exc:  # the embedded engine raises parse errors this way
             raise DatabaseError(str(exc)) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.db.connection import Database
+from app.db.connection import LONG_QUERY_TIMEOUT, Database
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 SCHEMA_PATH = SCRIPTS / "schema.surql"
@@ -18,6 +18,7 @@ SCHEMA_VERSION = 1
 
 
 async def apply_schema(db: Database) -> None:
-    await db.write(SCHEMA_PATH.read_text())
+    # Every index is rebuilt (OVERWRITE), in a time that grows with the store.
+    await db.write(SCHEMA_PATH.read_text(), timeout=LONG_QUERY_TIMEOUT)
     if not db.embedded:
-        await db.write(CHANGEFEEDS_PATH.read_text())
+        await db.write(CHANGEFEEDS_PATH.read_text(), timeout=LONG_QUERY_TIMEOUT)
