@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1,
                        help="app processes (needs a SurrealDB server: DATABASE_URL=ws://…)")
-    sub.add_parser("init-db", help="apply scripts/schema.surql (idempotent)")
+    sub.add_parser("init-db", help="apply scripts/schema.surql (idempotent; other commands "
+                   "and `serve` apply it only when it changed)")
 
     users = sub.add_parser("users", help="manage accounts").add_subparsers(dest="action",
                                                                            required=True)
@@ -66,11 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _with_db(work: Callable[[Database], Awaitable[str]]) -> str:
+async def _with_db(work: Callable[[Database], Awaitable[str]], force_schema: bool = False
+                   ) -> str:
     db = Database(get_settings())
     await db.connect()
     try:
-        await apply_schema(db)
+        await apply_schema(db, force=force_schema)
         return await work(db)
     finally:
         await db.close()
@@ -280,7 +282,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.command in backup_cli.COMMANDS:
             out = backup_cli.run_command(args)
         elif args.command == "init-db":
-            out = asyncio.run(_with_db(lambda db: _applied(db)))
+            # asked for: applied (every index rebuilt) whether it changed or not
+            out = asyncio.run(_with_db(_applied, force_schema=True))
         elif args.command == "users" and args.action == "create":
             out = asyncio.run(_with_db(lambda db: _create(db, args)))
         elif args.command == "users" and args.action == "promote":

@@ -36,14 +36,20 @@ from app.backup.destinations import LocalDestination, S3Destination, s3_storage
 from app.backup.service import schema_sha256
 from app.db.connection import Database
 from app.db.records import User, decode_all, plain
-from app.db.schema import SCHEMA_VERSION, apply_schema
+from app.db.schema import (
+    SCHEMA_VERSION,
+    STATE_TABLE,
+    apply_schema,
+    forget_applied,
+    record_applied,
+)
 from app.jobs.states import ACTIVE
 from app.settings import Settings
 from app.storage.keys import validate_key
 
 # Rows in these tables do not make a database "in use": the catalogue is loaded at every
 # start, and backup_state is this database's own bookkeeping.
-NOT_DATA = frozenset({"template", "backup_state"})
+NOT_DATA = frozenset({"template", "backup_state", STATE_TABLE})
 
 
 class RestoreRefused(Exception):
@@ -182,10 +188,12 @@ async def _nonempty(db: Database) -> list[str]:
 async def _load(db: Database, path: Path, manifest: dict[str, Any], report: Report) -> None:
     """Schema, records (events off meanwhile), leases, and the checks."""
     await apply_schema(db)
+    await forget_applied(db)  # the events go for a while: a start meanwhile re-applies
     found = await snapshot.without_events(db)
     report.written = await snapshot.write(db, archive.iter_rows(path))
     report.leases_cleared = await snapshot.clear_leases(db)
     await snapshot.restore_events(db, found)
+    await record_applied(db)
     await _check(db, manifest, report)
 
 

@@ -24,10 +24,11 @@ from typing import Any
 
 from app.backup.archive import TABLE_NAME
 from app.db.connection import LONG_QUERY_TIMEOUT, Database, DatabaseError
+from app.db.schema import STATE_TABLE
 
 # Not backed up: this database's own backup bookkeeping (a restored database starts with
-# none, so its first scheduled backup runs at once).
-EXCLUDED = frozenset({"backup_state"})
+# none, so its first scheduled backup runs at once), and which schema it had applied.
+EXCLUDED = frozenset({"backup_state", STATE_TABLE})
 BATCH_BYTES = 512 * 1024
 BATCH_ROWS = 1000
 PAGE_ROWS = 5000  # records per query of an embedded read: a few MB, under 0.1 s each

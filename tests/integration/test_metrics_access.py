@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from app.db.connection import Database
-from app.db.schema import apply_schema
+from app.db.schema import apply_schema, forget_applied
 from app.jobs.states import Status
 from app.observability.metrics import JOB_COUNTS_QUERY, job_counts
 from app.settings import Settings
@@ -148,8 +148,10 @@ async def test_counters_follow_every_kind_of_write(db):
 
 
 async def test_existing_jobs_are_counted_once_when_the_schema_first_applies(db):
-    # a database from before the counters: no event, no job_count table, jobs already there
+    # a database from before the counters: no event, no job_count table, jobs already there,
+    # and another schema applied
     await db.write("REMOVE EVENT job_count ON TABLE video_job; REMOVE TABLE job_count;")
+    await forget_applied(db)
     await _mix_of_writes(db)
     assert await job_counts(db) == {}
     grouped = await _grouped(db)
@@ -176,9 +178,9 @@ async def test_a_scrape_reads_the_counters_not_the_jobs(tmp_path, monkeypatch):
         queries: list[str] = []
         run = db._run
 
-        async def recording(sql, vars=None):
+        async def recording(sql, vars=None, timeout=None):
             queries.append(sql)
-            return await run(sql, vars)
+            return await run(sql, vars, timeout)
 
         monkeypatch.setattr(db, "_run", recording)
         r = await c.get("/metrics", headers={"authorization": f"Bearer {TOKEN}"})
