@@ -29,7 +29,7 @@ def install(rate: float, seed: int | None = None) -> None:
     """From now on, refuse a write transaction with a conflict with probability `rate`."""
     rng = random.Random(seed)
 
-    async def _run(self, sql, vars):
+    async def _run(self, sql, vars, timeout=None):
         global injected
         if WRITES.search(sql) and rng.random() < rate:
             injected += 1
@@ -37,7 +37,7 @@ def install(rate: float, seed: int | None = None) -> None:
             raise connection.Conflict(
                 "Failed to commit transaction due to a read or write conflict. "
                 "This transaction can be retried (injected by tests/fakes/db_conflicts.py)")
-        return await _original_run(self, sql, vars)
+        return await _original_run(self, sql, vars, timeout)
 
     connection.Database._run = _run
 

@@ -12,7 +12,7 @@ import pytest
 
 from app.db import library as library_db
 from app.db.connection import Database
-from app.db.schema import apply_schema
+from app.db.schema import apply_schema, forget_applied
 from app.settings import Settings
 from app.web.responses import human_bytes
 from tests.helpers import Account
@@ -125,6 +125,7 @@ async def test_usage_is_counted_from_the_libraries_already_there(tmp_path):
     try:
         await apply_schema(db)
         await db.write("REMOVE EVENT storage_use ON TABLE library; DELETE storage_use;")
+        await forget_applied(db)  # a database from before: another schema applied
         await db.write("""
             CREATE user:a CONTENT { email: "a@example.com", password_hash: "x" };
             CREATE library CONTENT { owner: user:a, key: "k1", kind: "image",
