@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import shutil
 import socket
@@ -26,7 +25,7 @@ from app.backup import media as media_files
 from app.backup.destinations import Destination, LocalDestination, destinations
 from app.db import backups as backups_db
 from app.db.connection import Database
-from app.db.schema import SCHEMA_PATH, SCHEMA_VERSION
+from app.db.schema import SCHEMA_VERSION, schema_digest
 from app.observability.logging import get_logger
 from app.settings import Settings
 
@@ -74,7 +73,8 @@ class BackupResult:
 
 
 def schema_sha256() -> str:
-    return hashlib.sha256(SCHEMA_PATH.read_bytes()).hexdigest()
+    """The manifest's: the schema file alone, whichever engine (app/db/schema.py hashes)."""
+    return schema_digest(embedded=True)
 
 
 def app_version() -> str:
