@@ -57,7 +57,7 @@ _BEFORE_RUNNING = (Status.PENDING.value, Status.QUEUED.value)
 _RUNNING = (Status.PROCESSING.value, Status.FINALIZING.value)
 
 
-class _BrokerCollector:
+class _LiveCollector:
     """Reads the broker and the database connection at scrape time: open streams, events
     published so far, and the requests sent to the database."""
 
@@ -129,14 +129,14 @@ class Metrics:
             "reelforge_credits_captured", "Credits charged", registry=r)
         self.credits_released = Counter(
             "reelforge_credits_released", "Credits released back to people", registry=r)
-        self._broker = _BrokerCollector()
-        r.register(self._broker)
+        self._live = _LiveCollector()
+        r.register(self._live)
         for status in Status:
             self.jobs.labels(status.value).set(0)
 
     def attach(self, broker: Any, db: Any = None) -> None:
-        self._broker.broker = broker
-        self._broker.db = db
+        self._live.broker = broker
+        self._live.db = db
 
     # -- observations -----------------------------------------------------------------
     def observe_transition(

@@ -270,20 +270,18 @@ def _open_capped(source: Path, max_bytes: int) -> BinaryIO:
 
 def _copy_capped(source: Path, dest: Path, max_bytes: int) -> int:
     """Copy in chunks; refuse (and leave no dest) when the file exceeds max_bytes."""
-    size = source.stat().st_size
-    if size > max_bytes:
-        raise ProviderError(f"The video is {size} bytes, over the {max_bytes}-byte limit")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    copied = 0
-    try:
-        with source.open("rb") as reader, dest.open("wb") as writer:
-            while chunk := reader.read(COPY_CHUNK):
-                copied += len(chunk)
-                if copied > max_bytes:
-                    raise ProviderError(f"The video is over the {max_bytes}-byte limit")
-                writer.write(chunk)
-    except BaseException:
-        dest.unlink(missing_ok=True)
-        raise
+    with _open_capped(source, max_bytes) as reader:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        copied = 0
+        try:
+            with dest.open("wb") as writer:
+                while chunk := reader.read(COPY_CHUNK):
+                    copied += len(chunk)
+                    if copied > max_bytes:  # the file grew after the check
+                        raise ProviderError(f"The video is over the {max_bytes}-byte limit")
+                    writer.write(chunk)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
     return copied
 
