@@ -34,6 +34,7 @@ import multiprocessing as mp
 import os
 import re
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -190,7 +191,11 @@ async def soak(args, server) -> dict:
     duration = args.minutes * 60
     tasks: set[asyncio.Task] = set()
     i = 0
+    snapshot_at = start + args.warmup if args.tracemalloc else None
     while (now := time.monotonic()) < start + duration:
+        if snapshot_at is not None and now >= snapshot_at:
+            os.kill(server.proc.pid, signal.SIGUSR1)  # traced_serve.py writes a snapshot
+            snapshot_at = None
         due = int((now - start) * args.rate)
         while i < due:
             if inflight.locked():
@@ -201,6 +206,8 @@ async def soak(args, server) -> dict:
             i += 1
         await asyncio.sleep(0.01)
     load_end = time.monotonic()
+    if args.tracemalloc:
+        os.kill(server.proc.pid, signal.SIGUSR1)
     cpu_during_load = cpu_seconds(server.proc.pid) - cpu_at_start
     await asyncio.wait(tasks, timeout=60) if tasks else None
     print(f"{i} submissions in {load_end - start:.0f} s: {dict(statuses)}", flush=True)
@@ -344,6 +351,9 @@ def main() -> None:
     ap.add_argument("--server", action="store_true",
                     help="a SurrealDB server (SURREALDB_TEST_URL, else the stand-in)")
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "soak.json"))
+    ap.add_argument("--tracemalloc", metavar="DIR",
+                    help="run the server with tracemalloc; snapshots after the warm-up and at "
+                         "the end of the load go to DIR (scripts/bench/tracemalloc_diff.py)")
     args = ap.parse_args()
     os.environ.pop("DATABASE_URL", None)
 
@@ -378,6 +388,9 @@ def run(args: argparse.Namespace, standin, server_env: dict[str, str]) -> None:
         "SIGNUPS_PER_HOUR": "1000000",
         "LOG_FORMAT": "json", "METRICS_TOKEN": METRICS_TOKEN, **server_env})
     server.env["PUBLIC_BASE_URL"] = server.url  # fal's webhooks come back to this server
+    if args.tracemalloc:
+        server.command = (str(ROOT / "scripts" / "bench" / "traced_serve.py"),)
+        server.env["TRACEMALLOC_DIR"] = str(Path(args.tracemalloc).resolve())
     started = time.time()
     load_at_start = os.getloadavg()
     results_fake: dict = {}
