@@ -56,7 +56,10 @@ class Notifier:
         # change also goes to their streams (the admin pages' rows and timelines), through
         # their own channels: no extra subscription per stream.
         self.admins: set[str] = set()
-        self._sent: OrderedDict[str, tuple[int, tuple[object, ...]]] = OrderedDict()
+        # key -> (rev, the look's first item, hash of the look): what was last sent of a
+        # record, kept small: not the look itself, whose strings would stay alive with it
+        # (two different looks with one 64-bit hash would cost one redraw, not a wrong one).
+        self._sent: OrderedDict[str, tuple[int, object, int]] = OrderedDict()
         # Batches whose card is about to be sent again (one render for a burst of changes
         # of its rows, e.g. 100 rows created at once), by batch id.
         self._batches_due: dict[str, asyncio.Task[None]] = {}
@@ -65,11 +68,12 @@ class Notifier:
         """Whether this state of a record (its `rev`) is worth sending (and if so,
         remember it)."""
         last = self._sent.get(key)
-        if last is not None and (rev <= last[0] or look == last[1]):
+        seen = (rev, look[0], hash(look))
+        if last is not None and (rev <= last[0] or seen[2] == last[2]):
             if rev > last[0]:
-                self._sent[key] = (rev, look)
+                self._sent[key] = seen
             return False
-        self._sent[key] = (rev, look)
+        self._sent[key] = seen
         self._sent.move_to_end(key)
         while len(self._sent) > REMEMBERED:
             self._sent.popitem(last=False)
@@ -110,7 +114,7 @@ class Notifier:
             # process's driver moved it before this process's feed brought its creation.
             last = self._sent.get(key)
             # Its end is toasted once: a later change of an ended job only redraws its card.
-            ended = last is None or last[1][0] not in FINAL
+            ended = last is None or last[1] not in FINAL
             if self._watched(user_id) and self._newer(key, job.rev, job_look(job)):
                 await self.publish_job(user_id, job, new=last is None, toast=ended)
         elif kind == "credits":

@@ -73,7 +73,7 @@ async def measure(fake: harness.FakeFalProcess, n: int, levels: list[int]) -> li
 
         auth = handle.client.headers["Authorization"]
         plain = httpx.AsyncClient(headers={"Authorization": auth}, limits=httpx.Limits(
-            max_keepalive_connections=64, max_connections=100))
+            max_keepalive_connections=100, max_connections=100))
 
         async def via_httpx(i: int, plain: httpx.AsyncClient = plain,
                             urls: list[str] = status_urls) -> object:
