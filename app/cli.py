@@ -243,11 +243,9 @@ def serve(host: str | None, port: int | None, workers: int = 1) -> None:
     import uvicorn
 
     from app.main import create_app
-    from app.memory import limit_malloc_arenas
     from app.web.header_timeout import HeaderTimeoutProtocol
 
     settings = get_settings()
-    limit_malloc_arenas()  # before the app starts its threads
     if workers < 1:
         raise SystemExit("error: --workers must be at least 1")
     if workers > 1 and settings.is_embedded:
