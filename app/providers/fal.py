@@ -128,20 +128,16 @@ class _PooledTransport(fal_client.client.AsyncBackupDomainTransport):
 
 @dataclass(unsafe_hash=True)
 class _PooledAsyncClient(fal_client.AsyncClient):
-    """fal_client.AsyncClient whose connection pool keeps every connection it may open (at
-    least `connections`: one per driver step) alive until idle for httpx's 5 s, so status
-    checks reuse connections instead of reconnecting. A pool that keeps fewer idle
-    connections than it opens closes one and opens another (a TLS handshake) whenever a
-    burst of checks outruns the releases: with 64 checks in flight that doubled the CPU per
-    check in some runs (scripts/bench/status_check_cost.py, docs/BENCHMARKS.md §5)."""
+    """fal_client.AsyncClient whose connection pool keeps `connections` idle connections
+    alive: one per driver step, so status checks reuse connections instead of reconnecting."""
 
     connections: int = 64
 
     @async_cached_property(asyncio.Lock)
     async def _client(self) -> httpx.AsyncClient:  # fal_client's, with the pool's limits
         auth = await self._auth
-        most = max(100, self.connections)
-        limits = httpx.Limits(max_keepalive_connections=most, max_connections=most)
+        limits = httpx.Limits(max_keepalive_connections=self.connections,
+                              max_connections=max(100, self.connections))
         return httpx.AsyncClient(
             transport=_PooledTransport(limits),
             headers={"Authorization": auth.header_value,
