@@ -57,8 +57,8 @@ class Notifier:
         # their own channels: no extra subscription per stream.
         self.admins: set[str] = set()
         # key -> (rev, the look's first item, hash of the look): what was last sent of a
-        # record, kept small: not the look itself, whose strings would stay alive with it
-        # (two different looks with one 64-bit hash would cost one redraw, not a wrong one).
+        # record, kept small: not the look itself, whose strings would stay alive with it.
+        # Two different looks with the same 64-bit hash would skip one update of a card.
         self._sent: OrderedDict[str, tuple[int, object, int]] = OrderedDict()
         # Batches whose card is about to be sent again (one render for a burst of changes
         # of its rows, e.g. 100 rows created at once), by batch id.
