@@ -2,7 +2,7 @@
 # Every benchmark of docs/BENCHMARKS.md §7, on the code at REV and on the working tree's
 # HEAD, back to back (each pair before, then after), on this machine:
 #
-#   bash scripts/bench/before_after.sh 6037c75 [OUT]      # about 70 minutes
+#   bash scripts/bench/before_after.sh 6037c75 [OUT]      # about 75 minutes
 #
 # Each tree runs its own scripts (both unpacked with git archive under OUT), except the
 # event-latency run, which needs today's sse_memory.py and harness.py in the old tree too.
@@ -11,7 +11,8 @@
 set -uo pipefail
 REV=${1:?usage: before_after.sh REV [OUT]}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-OUT=$(mkdir -p "${2:-$ROOT/bench-results/before-after}" && cd "${2:-$ROOT/bench-results/before-after}" && pwd)
+OUT=${2:-$ROOT/bench-results/before-after}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 PY=$ROOT/.venv/bin/python
 
 unpack() {  # dir rev

@@ -65,15 +65,16 @@ async def measure(fake: harness.FakeFalProcess, n: int, levels: list[int]) -> li
             ids.append(await provider.submit(SubmitRequest(
                 endpoint=ENDPOINT, prompt="a car", image_url="https://127.0.0.1/start.png",
                 parameters={}, caption=None, webhook_url=None)))
-        handle = await provider._handle(ENDPOINT, ids[0])
-        status_urls = [handle.status_url.replace(ids[0], rid) for rid in ids]
+        handles = [await provider._handle(ENDPOINT, rid) for rid in ids]
+        status_urls = [handle.status_url for handle in handles]
 
         async def via_provider(i: int, provider: FalProvider = provider) -> object:
             return await provider.status(ENDPOINT, ids[i % len(ids)])
 
-        auth = handle.client.headers["Authorization"]
+        # the same pool limits as the provider's (app/providers/fal.py)
+        auth = handles[0].client.headers["Authorization"]
         plain = httpx.AsyncClient(headers={"Authorization": auth}, limits=httpx.Limits(
-            max_keepalive_connections=100, max_connections=100))
+            max_keepalive_connections=64, max_connections=100))
 
         async def via_httpx(i: int, plain: httpx.AsyncClient = plain,
                             urls: list[str] = status_urls) -> object:
@@ -86,6 +87,7 @@ async def measure(fake: harness.FakeFalProcess, n: int, levels: list[int]) -> li
             print(f"{name:9} {inflight:3} in flight: {row['cpu_ms_per_request']:.3f} ms CPU "
                   f"per request, {row['requests_per_s']}/s", flush=True)
         await plain.aclose()
+        await provider.aclose()  # its pool's connections do not outlive the level
     return rows
 
 

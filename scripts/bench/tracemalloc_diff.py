@@ -23,8 +23,7 @@ def main() -> None:
     args = ap.parse_args()
     before = tracemalloc.Snapshot.load(args.before).filter_traces(IGNORE)
     after = tracemalloc.Snapshot.load(args.after).filter_traces(IGNORE)
-    total = sum(s.size for s in after.statistics("filename")) - sum(
-        s.size for s in before.statistics("filename"))
+    total = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     print(f"traced memory grew by {total / 1e6:.1f} MB")
     for stat in after.compare_to(before, args.by)[: args.top]:
         print(f"{stat.size_diff / 1e6:+8.2f} MB {stat.count_diff:+9,d} blocks  "
