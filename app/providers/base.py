@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, Protocol
 
 
@@ -44,13 +43,6 @@ class ProviderStatus:
     logs: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class FetchedResult:
-    path: Path
-    size: int
-    content_type: str
-
-
 class VideoProvider(Protocol):
     name: str
     # True when requests are rendered inside this process (the local renderer): the job's
@@ -63,12 +55,7 @@ class VideoProvider(Protocol):
 
     async def status(self, endpoint: str, request_id: str) -> ProviderStatus:
         """One status check. A request that completed with an error is reported here as
-        "completed"; fetch_result then raises ProviderError with the provider's message."""
-
-    async def fetch_result(
-        self, endpoint: str, request_id: str, dest: Path, max_bytes: int
-    ) -> FetchedResult:
-        """Stream the finished video into `dest` (never whole in memory)."""
+        "completed"; stream_result then raises ProviderError with the provider's message."""
 
     def stream_result(self, endpoint: str, request_id: str, max_bytes: int
                       ) -> AsyncGenerator[bytes, None]:

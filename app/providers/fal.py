@@ -3,7 +3,7 @@
 Each call is one request to fal's queue (no hidden polling), bounded by `timeout`:
 - submit  POST https://{queue host}/{endpoint}[?fal_webhook=…]
 - status  GET  …/{owner}/{alias}/requests/{id}/status?logs=true
-- result  GET  …/{owner}/{alias}/requests/{id}, then the video URL is streamed to disk
+- result  GET  …/{owner}/{alias}/requests/{id}, then the video URL is streamed to the caller
 - cancel  PUT  …/{owner}/{alias}/requests/{id}/cancel
 Errors become TransientProviderError (connection, timeout, 429, 5xx, garbled reply) or
 ProviderError (anything else, carrying fal's `detail`). See docs/FAL.md for the facts.
@@ -17,17 +17,14 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import anyio
 import fal_client
 import fal_client.client
 import httpx
 from asyncstdlib import cached_property as async_cached_property
 
 from app.providers.base import (
-    FetchedResult,
     ProviderError,
     ProviderStatus,
     SubmitRequest,
@@ -207,17 +204,13 @@ class FalProvider:
             return ProviderStatus("processing", logs=logs)
         return ProviderStatus("completed", logs=logs)
 
-    async def fetch_result(
-        self, endpoint: str, request_id: str, dest: Path, max_bytes: int
-    ) -> FetchedResult:
-        url = await self._result_url(endpoint, request_id)
-        return await self._download(url, dest, max_bytes)
-
     async def stream_result(self, endpoint: str, request_id: str, max_bytes: int
                             ) -> AsyncGenerator[bytes, None]:
         url = await self._result_url(endpoint, request_id)
-        async for chunk in self._stream(url, max_bytes, {}):
-            yield chunk
+        # Closed with this one, so a reader that stops early frees the connection at once.
+        async with aclosing(self._stream(url, max_bytes)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def _result_url(self, endpoint: str, request_id: str) -> str:
         # One GET of the stored result (fal_client's result() would poll status first).
@@ -255,24 +248,7 @@ class FalProvider:
         if not any(_host_matches(host, rule) for rule in self._allowed_hosts):
             raise ProviderError(f"refusing to download the video from {host}")
 
-    async def _download(self, url: str, dest: Path, max_bytes: int) -> FetchedResult:
-        try:
-            return await self._stream_to_file(url, dest, max_bytes)
-        except BaseException:
-            await anyio.Path(dest).unlink(missing_ok=True)  # no partial files left behind
-            raise
-
-    async def _stream_to_file(self, url: str, dest: Path, max_bytes: int) -> FetchedResult:
-        size, seen = 0, dict[str, str]()
-        async with (aclosing(self._stream(url, max_bytes, seen)) as chunks,
-                    await anyio.open_file(dest, "wb") as out):
-            async for chunk in chunks:
-                size += len(chunk)
-                await out.write(chunk)
-        return FetchedResult(path=dest, size=size, content_type=seen["content_type"])
-
-    async def _stream(self, url: str, max_bytes: int, seen: dict[str, str]
-                      ) -> AsyncGenerator[bytes, None]:
+    async def _stream(self, url: str, max_bytes: int) -> AsyncGenerator[bytes, None]:
         """The video's chunks, checked: content type and declared length before the first,
         the running size at each. The whole download is bounded by `download_timeout` as a
         deadline checked per chunk (each read by httpx's own timeout): an asyncio.timeout
@@ -292,7 +268,6 @@ class FalProvider:
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:
                     raise ProviderError(f"video is {declared} bytes, over {max_bytes}")
-                seen["content_type"] = ctype
                 async for chunk in response.aiter_bytes():  # as read: no re-chunking copy
                     size += len(chunk)
                     if size > max_bytes:

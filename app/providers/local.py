@@ -4,7 +4,7 @@ It is the default when no FAL_KEY is set. It behaves like fal's queue, so the jo
 cannot tell the difference: `submit` returns a request id at once, at most `concurrency`
 renders run together and the others wait with a fal-style `queue_position` (the number of
 requests ahead, so 0 means next), a running render reports "Rendering N%" log lines, and a
-failed render reports "completed" and raises ProviderError from `fetch_result`.
+failed render reports "completed" and raises ProviderError from `stream_result`.
 
 The video itself is made by app/providers/local_render.py.
 
@@ -32,7 +32,6 @@ from typing import BinaryIO
 import httpx
 
 from app.providers.base import (
-    FetchedResult,
     ProviderError,
     ProviderStatus,
     RenderLost,
@@ -126,13 +125,6 @@ class LocalProvider:
                 logs=list(render.logs),
             )
         return ProviderStatus(state=render.state, logs=list(render.logs))
-
-    async def fetch_result(
-        self, endpoint: str, request_id: str, dest: Path, max_bytes: int
-    ) -> FetchedResult:
-        output = self._finished(request_id)
-        size = await asyncio.to_thread(_copy_capped, output, Path(dest), max_bytes)
-        return FetchedResult(path=Path(dest), size=size, content_type="video/mp4")
 
     async def stream_result(self, endpoint: str, request_id: str, max_bytes: int
                             ) -> AsyncGenerator[bytes, None]:
@@ -266,22 +258,3 @@ def _open_capped(source: Path, max_bytes: int) -> BinaryIO:
         reader.close()
         raise ProviderError(f"The video is {size} bytes, over the {max_bytes}-byte limit")
     return reader
-
-
-def _copy_capped(source: Path, dest: Path, max_bytes: int) -> int:
-    """Copy in chunks; refuse (and leave no dest) when the file exceeds max_bytes."""
-    with _open_capped(source, max_bytes) as reader:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        copied = 0
-        try:
-            with dest.open("wb") as writer:
-                while chunk := reader.read(COPY_CHUNK):
-                    copied += len(chunk)
-                    if copied > max_bytes:  # the file grew after the check
-                        raise ProviderError(f"The video is over the {max_bytes}-byte limit")
-                    writer.write(chunk)
-        except BaseException:
-            dest.unlink(missing_ok=True)
-            raise
-    return copied
-

@@ -69,10 +69,28 @@ async def submit_done(provider: FalProvider, fake: FakeFal, **spec) -> str:
     return await provider.submit(request())
 
 
+async def read_result(provider: FalProvider, rid: str, max_bytes: int,
+                      got: list[bytes] | None = None) -> bytes:
+    """The video through stream_result, as the driver reads it. `got` keeps the chunks
+    that arrived when the stream raises."""
+    got = [] if got is None else got
+    async with aclosing(provider.stream_result(ENDPOINT, rid, max_bytes)) as chunks:
+        async for chunk in chunks:
+            got.append(chunk)
+    return b"".join(got)
+
+
+def busy_connections(provider: FalProvider) -> int:
+    """Connections of the download client still serving a response (neither idle nor
+    closed): a stream that ended or raised must have released its connection."""
+    pool = provider._http._transport._pool
+    return sum(not (c.is_idle() or c.is_closed()) for c in pool.connections)
+
+
 # ------------------------------------------------------------------ happy path
 
 
-async def test_full_happy_path(provider: FalProvider, fake_fal: FakeFal, tmp_path: Path) -> None:
+async def test_full_happy_path(provider: FalProvider, fake_fal: FakeFal) -> None:
     fake_fal.next_jobs(1, queue_time=5.0, run_time=0.0)  # stays queued ahead of the next
     first = await provider.submit(request())
     fake_fal.next_jobs(1, queue_time=0.4, run_time=0.4)
@@ -100,26 +118,38 @@ async def test_full_happy_path(provider: FalProvider, fake_fal: FakeFal, tmp_pat
     assert seen[-1].logs == ["Loading model", "Generating frames", "Encoding video"]
     assert (await provider.status(ENDPOINT, first)).state == "queued"
 
-    dest = tmp_path / "out.mp4"
-    result = await provider.fetch_result(ENDPOINT, rid, dest, max_bytes=10 * MB)
-    assert dest.read_bytes() == fake_fal.default_video
-    assert result.size == len(fake_fal.default_video)
-    assert result.content_type == "video/mp4"
-    assert result.path == dest
+    # stream_result raises on a type that is not a video: reading it whole is the type check
+    video = await read_result(provider, rid, max_bytes=10 * MB)
+    assert video == fake_fal.default_video
+    assert busy_connections(provider) == 0
 
     counts = fake_fal.counts_by_job()[rid]
     assert counts["submit"] == 1 and counts["result"] == 1 and counts["video"] == 1
     assert counts["status"] == len(seen)  # one request per status(), no hidden polling
 
 
-async def test_large_video_streams_to_disk(
-    provider: FalProvider, fake_fal: FakeFal, tmp_path: Path
-) -> None:
+async def test_large_video_streams_in_chunks(provider: FalProvider, fake_fal: FakeFal) -> None:
     rid = await submit_done(provider, fake_fal, video_size=8 * MB)
-    dest = tmp_path / "big.mp4"
-    result = await provider.fetch_result(ENDPOINT, rid, dest, max_bytes=9 * MB)
-    assert result.size == 8 * MB == dest.stat().st_size
-    assert b"".join(fal_server.generated_video(8 * MB)) == dest.read_bytes()
+    async with aclosing(provider.stream_result(ENDPOINT, rid, 9 * MB)) as stream:
+        chunks = [await anext(stream)]
+        assert busy_connections(provider) == 1  # held while the body is being read
+        chunks += [chunk async for chunk in stream]
+    assert busy_connections(provider) == 0
+    video = b"".join(chunks)
+    assert len(video) == 8 * MB
+    assert b"".join(fal_server.generated_video(8 * MB)) == video
+    assert len(chunks) > 1 and max(map(len, chunks)) < MB  # as read, never whole
+
+
+async def test_a_stream_closed_early_releases_its_connection_at_once(
+        provider: FalProvider, fake_fal: FakeFal) -> None:
+    """The driver closes the stream when its upload fails midway: the download's
+    connection must be given back then, not whenever the garbage collector runs."""
+    rid = await submit_done(provider, fake_fal, video_size=8 * MB)
+    async with aclosing(provider.stream_result(ENDPOINT, rid, 9 * MB)) as stream:
+        await anext(stream)
+        assert busy_connections(provider) == 1
+    assert busy_connections(provider) == 0
 
 
 # ------------------------------------------------------------------ failures of the request
@@ -127,14 +157,14 @@ async def test_large_video_streams_to_disk(
 
 @pytest.mark.parametrize("error_status", [422, 500])
 async def test_error_completion_is_permanent_with_fals_message(
-    provider: FalProvider, fake_fal: FakeFal, tmp_path: Path, error_status: int
+    provider: FalProvider, fake_fal: FakeFal, error_status: int
 ) -> None:
     rid = await submit_done(
         provider, fake_fal, error="Image is not safe for work", error_status=error_status
     )
     assert (await provider.status(ENDPOINT, rid)).state == "completed"
     with pytest.raises(ProviderError) as info:
-        await provider.fetch_result(ENDPOINT, rid, tmp_path / "x.mp4", max_bytes=MB)
+        await read_result(provider, rid, max_bytes=MB)
     assert not isinstance(info.value, TransientProviderError)
     assert "Image is not safe for work" in str(info.value)
     assert fake_fal.count("video") == 0
@@ -170,7 +200,7 @@ async def test_5xx_is_transient(provider: FalProvider, fake_fal: FakeFal, kind: 
         elif kind == "status":
             await provider.status(ENDPOINT, rid)
         elif kind == "result":
-            await provider.fetch_result(ENDPOINT, rid, Path("/nonexistent/x.mp4"), MB)
+            await read_result(provider, rid, MB)
         else:
             await provider.cancel(ENDPOINT, rid)
     assert fake_fal.count(kind) >= 1
@@ -178,19 +208,15 @@ async def test_5xx_is_transient(provider: FalProvider, fake_fal: FakeFal, kind: 
     assert (await provider.status(ENDPOINT, rid)).state in ("processing", "completed")
 
 
-async def test_429_on_result_is_transient(
-    provider: FalProvider, fake_fal: FakeFal, tmp_path: Path
-) -> None:
+async def test_429_on_result_is_transient(provider: FalProvider, fake_fal: FakeFal) -> None:
     rid = await submit_done(provider, fake_fal)
     fake_fal.fail_next("result", status=429, body='{"detail": "Too many requests"}')
     with pytest.raises(TransientProviderError):
-        await provider.fetch_result(ENDPOINT, rid, tmp_path / "x.mp4", MB)
+        await read_result(provider, rid, MB)
 
 
 @pytest.mark.parametrize("kind", ["submit", "status", "result", "cancel"])
-async def test_hanging_fal_times_out_as_transient(
-    fake_fal: FakeFal, tmp_path: Path, kind: str
-) -> None:
+async def test_hanging_fal_times_out_as_transient(fake_fal: FakeFal, kind: str) -> None:
     p = FalProvider(timeout=0.5, allowed_result_hosts=FAKE_MEDIA)
     try:
         rid = await submit_done(p, fake_fal, never_complete=(kind == "cancel"))
@@ -202,7 +228,7 @@ async def test_hanging_fal_times_out_as_transient(
             elif kind == "status":
                 await p.status(ENDPOINT, rid)
             elif kind == "result":
-                await p.fetch_result(ENDPOINT, rid, tmp_path / "x.mp4", MB)
+                await read_result(p, rid, MB)
             else:
                 await p.cancel(ENDPOINT, rid)
         assert time.monotonic() - started < 2.0
@@ -210,14 +236,16 @@ async def test_hanging_fal_times_out_as_transient(
         await p.aclose()
 
 
-async def test_slow_video_download_times_out(fake_fal: FakeFal, tmp_path: Path) -> None:
+async def test_slow_video_download_times_out(fake_fal: FakeFal) -> None:
     p = FalProvider(timeout=2.0, download_timeout=0.5, allowed_result_hosts=FAKE_MEDIA)
     try:
         rid = await submit_done(p, fake_fal)
         fake_fal.delay_next("video", 3600)
+        got: list[bytes] = []
         with pytest.raises(TransientProviderError):
-            await p.fetch_result(ENDPOINT, rid, tmp_path / "x.mp4", MB)
-        assert not (tmp_path / "x.mp4").exists()
+            await read_result(p, rid, MB, got)
+        assert got == []  # nothing was handed on
+        assert busy_connections(p) == 0
     finally:
         await p.aclose()
 
@@ -248,41 +276,42 @@ async def test_nothing_listening_is_transient(fake_fal: FakeFal) -> None:
 # ------------------------------------------------------------------ the video download
 
 
-async def test_result_url_404_is_an_error(
-    provider: FalProvider, fake_fal: FakeFal, tmp_path: Path
-) -> None:
+async def test_result_url_404_is_an_error(provider: FalProvider, fake_fal: FakeFal) -> None:
     rid = await submit_done(provider, fake_fal, video_404=True)
+    got: list[bytes] = []
     with pytest.raises(ProviderError, match="404") as info:
-        await provider.fetch_result(ENDPOINT, rid, tmp_path / "x.mp4", MB)
+        await read_result(provider, rid, MB, got)
     assert not isinstance(info.value, TransientProviderError)
-    assert not (tmp_path / "x.mp4").exists()
+    assert got == []
 
 
 @pytest.mark.parametrize("omit_content_length", [False, True])
 async def test_max_bytes_enforced(
-    provider: FalProvider, fake_fal: FakeFal, tmp_path: Path, omit_content_length: bool
+    provider: FalProvider, fake_fal: FakeFal, omit_content_length: bool
 ) -> None:
     rid = await submit_done(
         provider, fake_fal, video_size=3 * MB, omit_content_length=omit_content_length
     )
-    dest = tmp_path / "x.mp4"
+    got: list[bytes] = []
     with pytest.raises(ProviderError, match="over") as info:
-        await provider.fetch_result(ENDPOINT, rid, dest, max_bytes=1 * MB)
+        await read_result(provider, rid, max_bytes=1 * MB, got=got)
     assert not isinstance(info.value, TransientProviderError)
     # a declared Content-Length is refused before any byte is read
     assert (str(3 * MB) in str(info.value)) != omit_content_length
-    assert not dest.exists()
+    read = sum(map(len, got))
+    if omit_content_length:
+        assert 0 < read <= 1 * MB  # found mid-stream; the chunk that crossed it is not handed on
+    else:
+        assert read == 0
+    assert busy_connections(provider) == 0  # the rest of the body is not left pending
 
 
-async def test_content_type_checked(
-    provider: FalProvider, fake_fal: FakeFal, tmp_path: Path
-) -> None:
+async def test_content_type_checked(provider: FalProvider, fake_fal: FakeFal) -> None:
     rid = await submit_done(provider, fake_fal, content_type="text/html")
     with pytest.raises(ProviderError, match="content type"):
-        await provider.fetch_result(ENDPOINT, rid, tmp_path / "x.mp4", MB)
+        await read_result(provider, rid, MB)
     rid = await submit_done(provider, fake_fal, content_type="application/octet-stream")
-    result = await provider.fetch_result(ENDPOINT, rid, tmp_path / "y.mp4", MB)
-    assert result.content_type == "application/octet-stream"
+    assert await read_result(provider, rid, MB) == fake_fal.default_video  # accepted
 
 
 # ------------------------------------------------------------------ streamed into S3
@@ -351,25 +380,25 @@ async def test_stream_result_checks_the_content_type_before_any_byte(
     await chunks.aclose()
 
 
-async def test_download_hosts_are_limited(fake_fal: FakeFal, tmp_path: Path) -> None:
+async def test_download_hosts_are_limited(fake_fal: FakeFal) -> None:
     port = fake_fal.port
     only_localhost = FalProvider(timeout=2.0, allowed_result_hosts=["localhost"])
     insecure = FalProvider(timeout=2.0, allowed_result_hosts=FAKE_MEDIA)
     try:
         rid = await submit_done(only_localhost, fake_fal)
         with pytest.raises(ProviderError, match="refusing"):  # 127.0.0.1 is not allowed
-            await only_localhost.fetch_result(ENDPOINT, rid, tmp_path / "a.mp4", MB)
+            await read_result(only_localhost, rid, MB)
 
         url = f"https://localhost:{port}/_media/{{}}/output.mp4"
         rid = await submit_done(only_localhost, fake_fal)
         fake_fal.update_job(rid, video_url=url.format(rid))
-        result = await only_localhost.fetch_result(ENDPOINT, rid, tmp_path / "b.mp4", MB)
-        assert result.size == len(fake_fal.default_video)
+        video = await read_result(only_localhost, rid, MB)
+        assert len(video) == len(fake_fal.default_video)
 
         rid = await submit_done(insecure, fake_fal)
         fake_fal.update_job(rid, video_url=f"http://127.0.0.1:{port}/_media/{rid}/output.mp4")
         with pytest.raises(ProviderError, match="refusing"):
-            await insecure.fetch_result(ENDPOINT, rid, tmp_path / "c.mp4", MB)
+            await read_result(insecure, rid, MB)
         assert fake_fal.count("video") == 1  # the refused ones never left the process
     finally:
         await only_localhost.aclose()
@@ -411,7 +440,7 @@ async def test_cancel_before_completion(provider: FalProvider, fake_fal: FakeFal
     assert fake_fal.count("cancel", rid) == 1
     assert (await provider.status(ENDPOINT, rid)).state == "completed"
     with pytest.raises(ProviderError, match="cancelled"):
-        await provider.fetch_result(ENDPOINT, rid, Path("/nonexistent/x.mp4"), MB)
+        await read_result(provider, rid, MB)
 
 
 async def test_cancel_after_completion_is_not_an_error(

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -131,6 +132,21 @@ async def wait_until_completed(
         await asyncio.sleep(0.02)
 
 
+async def read_result(provider: LocalProvider, request_id: str, max_bytes: int = 10_000_000,
+                      *, dest: Path | None = None, got: list[bytes] | None = None) -> bytes:
+    """The video through stream_result, as the driver reads it; also written to `dest` when
+    given (for ffmpeg). `got` keeps the chunks that arrived when the stream raises."""
+    got = [] if got is None else got
+    async with aclosing(provider.stream_result(ENDPOINT, request_id, max_bytes)) as chunks:
+        async for chunk in chunks:
+            got.append(chunk)
+    video = b"".join(got)
+    if dest is not None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(video)
+    return video
+
+
 async def wait_for(predicate, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -213,12 +229,11 @@ async def test_render_is_a_browser_playable_mp4(
 
     statuses = await wait_until_completed(provider, request_id)
     dest = tmp_path / "out" / "video.mp4"
-    result = await provider.fetch_result(ENDPOINT, request_id, dest, max_bytes=50_000_000)
+    video = await read_result(provider, request_id, max_bytes=50_000_000, dest=dest)
 
     assert statuses[-1].state == "completed"
-    assert result.path == dest
-    assert result.content_type == "video/mp4"
-    assert result.size == dest.stat().st_size > 1000
+    # all of the render, and an H.264 MP4 (probed below)
+    assert len(video) == (provider.work_dir / f"{request_id}.mp4").stat().st_size > 1000
     info = probe(dest)
     assert info["codec"] == "h264"
     assert info["pix_fmt"] == "yuv420p"
@@ -236,7 +251,7 @@ async def test_caption_is_drawn_on_the_video(make_provider, tmp_path: Path) -> N
     without_caption = await provider.submit(request(dark, duration=1))
     for request_id in (with_caption, without_caption):
         await wait_until_completed(provider, request_id)
-        await provider.fetch_result(ENDPOINT, request_id, tmp_path / request_id, 10_000_000)
+        await read_result(provider, request_id, dest=tmp_path / request_id)
 
     (width, height), frame = first_frame(tmp_path / with_caption)
     row = width * 3
@@ -255,7 +270,7 @@ async def test_start_image_from_an_http_url(make_provider, image_server: str) ->
     request_id = await provider.submit(request(f"{image_server}/start.png", duration=1))
     await wait_until_completed(provider, request_id)
     dest = provider.work_dir.parent / "from-url.mp4"
-    await provider.fetch_result(ENDPOINT, request_id, dest, max_bytes=10_000_000)
+    await read_result(provider, request_id, dest=dest)
     assert probe(dest)["size"] == (640, 360)
 
 
@@ -268,13 +283,13 @@ async def test_start_image_from_an_http_url(make_provider, image_server: str) ->
     ],
 )
 async def test_start_image_url_failures(
-    make_provider, image_server: str, tmp_path: Path, path: str, message: str
+    make_provider, image_server: str, path: str, message: str
 ) -> None:
     provider = make_provider(max_image_bytes=100_000)
     request_id = await provider.submit(request(f"{image_server}{path}", duration=1))
     await wait_until_completed(provider, request_id)
     with pytest.raises(ProviderError, match=message) as raised:
-        await provider.fetch_result(ENDPOINT, request_id, tmp_path / "x.mp4", 10_000_000)
+        await read_result(provider, request_id)
     assert not isinstance(raised.value, TransientProviderError)
 
 
@@ -306,10 +321,7 @@ async def test_jobs_beyond_concurrency_wait_with_queue_positions(make_provider) 
     assert third_positions == sorted(third_positions, reverse=True)
     assert {0, 1} <= set(third_positions)
     for rid in (first, second, third):
-        result = await provider.fetch_result(
-            ENDPOINT, rid, provider.work_dir.parent / f"{rid}.mp4", 10_000_000
-        )
-        assert result.size > 0
+        assert len(await read_result(provider, rid)) > 0
 
 
 async def test_progress_is_reported_in_logs(make_provider) -> None:
@@ -345,7 +357,7 @@ async def test_cancel_a_queued_job(make_provider) -> None:
 
     assert (await provider.status(ENDPOINT, queued)).state == "completed"
     with pytest.raises(ProviderError, match="canceled"):
-        await provider.fetch_result(ENDPOINT, queued, provider.work_dir / "q.mp4", 10_000_000)
+        await read_result(provider, queued)
     assert (await provider.status(ENDPOINT, running)).state == "processing"
     later = await provider.submit(request(image, duration=1))
     assert (await provider.status(ENDPOINT, later)).queue_position == 0  # the gap closed
@@ -366,13 +378,11 @@ async def test_cancel_a_running_job_kills_ffmpeg(make_provider) -> None:
     assert not ffmpeg_running_for(running)
     assert (await provider.status(ENDPOINT, running)).state == "completed"
     with pytest.raises(ProviderError, match="canceled"):
-        await provider.fetch_result(ENDPOINT, running, provider.work_dir / "r.mp4", 10_000_000)
+        await read_result(provider, running)
     assert not [p for p in provider.work_dir.iterdir() if p.name.startswith(running)]
     # The freed slot goes to the next job in line.
     await wait_until_completed(provider, waiting)
-    await provider.fetch_result(
-        ENDPOINT, waiting, provider.work_dir.parent / "w.mp4", max_bytes=10_000_000
-    )
+    assert len(await read_result(provider, waiting)) > 0
 
 
 async def test_cancel_of_finished_or_unknown_jobs_is_not_an_error(make_provider) -> None:
@@ -383,10 +393,7 @@ async def test_cancel_of_finished_or_unknown_jobs_is_not_an_error(make_provider)
     await provider.cancel(ENDPOINT, request_id)
     await provider.cancel(ENDPOINT, "0" * 32)
 
-    result = await provider.fetch_result(
-        ENDPOINT, request_id, provider.work_dir.parent / "done.mp4", 10_000_000
-    )
-    assert result.size > 0
+    assert len(await read_result(provider, request_id)) > 0
 
 
 async def test_aclose_stops_running_renders(make_provider) -> None:
@@ -408,31 +415,29 @@ async def test_aclose_stops_running_renders(make_provider) -> None:
 # --- results and failures ------------------------------------------------------------------
 
 
-async def test_fetch_result_enforces_max_bytes(make_provider, tmp_path: Path) -> None:
+async def test_a_read_over_max_bytes_is_refused_and_the_next_read_works(make_provider) -> None:
     provider = make_provider()
     request_id = await provider.submit(request(data_uri(png_bytes()), duration=1))
     await wait_until_completed(provider, request_id)
-    dest = tmp_path / "capped.mp4"
 
-    ok = await provider.fetch_result(ENDPOINT, request_id, dest, max_bytes=50_000_000)
-    dest.unlink()
+    ok = await read_result(provider, request_id, max_bytes=50_000_000)
+    got: list[bytes] = []
     with pytest.raises(ProviderError, match="limit"):
-        await provider.fetch_result(ENDPOINT, request_id, dest, max_bytes=ok.size - 1)
-    assert not dest.exists()
-    again = await provider.fetch_result(ENDPOINT, request_id, dest, max_bytes=ok.size)
-    assert again.size == ok.size
+        await read_result(provider, request_id, max_bytes=len(ok) - 1, got=got)
+    assert got == []  # refused before the first byte
+    again = await read_result(provider, request_id, max_bytes=len(ok))
+    assert len(again) == len(ok)
 
 
-async def test_stream_result_is_the_render_and_enforces_max_bytes(make_provider,
-                                                                  tmp_path: Path) -> None:
+async def test_stream_result_is_the_render_and_enforces_max_bytes(make_provider) -> None:
     provider = make_provider()
     request_id = await provider.submit(request(data_uri(png_bytes()), duration=1))
     await wait_until_completed(provider, request_id)
-    whole = await provider.fetch_result(ENDPOINT, request_id, tmp_path / "w.mp4", 50_000_000)
+    whole = (provider.work_dir / f"{request_id}.mp4").read_bytes()  # the rendered file
 
-    streamed = [c async for c in provider.stream_result(ENDPOINT, request_id, whole.size)]
-    assert b"".join(streamed) == (tmp_path / "w.mp4").read_bytes()
-    chunks = provider.stream_result(ENDPOINT, request_id, whole.size - 1)
+    streamed = [c async for c in provider.stream_result(ENDPOINT, request_id, len(whole))]
+    assert b"".join(streamed) == whole
+    chunks = provider.stream_result(ENDPOINT, request_id, len(whole) - 1)
     with pytest.raises(ProviderError, match="limit"):
         await anext(chunks)  # refused before the first byte
     await chunks.aclose()
@@ -453,7 +458,7 @@ async def test_stream_result_is_the_render_and_enforces_max_bytes(make_provider,
     ids=["not-an-image", "bad-base64", "no-comma", "bad-scheme", "truncated"],
 )
 async def test_bad_start_image_completes_with_an_error(
-    make_provider, tmp_path: Path, image_url: str, message: str
+    make_provider, image_url: str, message: str
 ) -> None:
     provider = make_provider()
     request_id = await provider.submit(request(image_url, duration=1))
@@ -461,43 +466,43 @@ async def test_bad_start_image_completes_with_an_error(
     statuses = await wait_until_completed(provider, request_id, timeout=10)
 
     assert statuses[-1].state == "completed"
+    got: list[bytes] = []
     with pytest.raises(ProviderError, match=message) as raised:
-        await provider.fetch_result(ENDPOINT, request_id, tmp_path / "bad.mp4", 10_000_000)
+        await read_result(provider, request_id, got=got)
     assert not isinstance(raised.value, TransientProviderError)
-    assert not (tmp_path / "bad.mp4").exists()
+    assert got == []
 
 
 async def test_a_finished_render_survives_a_restart_and_a_lost_one_renders_again(
-        make_provider, tmp_path: Path) -> None:
+        make_provider) -> None:
     before_restart = make_provider()
     req = request(data_uri(png_bytes()), duration=1)
     request_id = await before_restart.submit(req)
     await wait_until_completed(before_restart, request_id)
-    first = await before_restart.fetch_result(ENDPOINT, request_id, tmp_path / "a.mp4", 10**7)
+    first = await read_result(before_restart, request_id)
     after_restart = make_provider()  # a new process, the same renders directory
 
     # A render that finished before the restart is found by its file.
     assert (await after_restart.status(ENDPOINT, request_id)).state == "completed"
-    again = await after_restart.fetch_result(ENDPOINT, request_id, tmp_path / "b.mp4", 10**7)
-    assert again.size == first.size
+    again = await read_result(after_restart, request_id)
+    assert len(again) == len(first)
     # One this process never heard of is lost: RenderLost, which the driver answers by
     # submitting the request again under the same id.
     lost = "f" * 32
     for call in (after_restart.status(ENDPOINT, lost),
-                 after_restart.fetch_result(ENDPOINT, lost, tmp_path / "lost.mp4", 10**7)):
+                 read_result(after_restart, lost)):
         with pytest.raises(RenderLost, match=re.escape(LOST_MESSAGE)):
             await call
     assert await after_restart.submit(req, request_id=lost) == lost
     await wait_until_completed(after_restart, lost)
-    redone = await after_restart.fetch_result(ENDPOINT, lost, tmp_path / "c.mp4", 10**7)
-    assert redone.size > 0
+    assert len(await read_result(after_restart, lost)) > 0
 
 
-async def test_fetch_before_completion_is_transient(make_provider, tmp_path: Path) -> None:
+async def test_fetch_before_completion_is_transient(make_provider) -> None:
     provider = make_provider()
     request_id = await provider.submit(
         request(data_uri(png_bytes()), duration=15, aspect_ratio="1:1")
     )
     with pytest.raises(TransientProviderError):
-        await provider.fetch_result(ENDPOINT, request_id, tmp_path / "early.mp4", 10_000_000)
+        await read_result(provider, request_id)
     await provider.cancel(ENDPOINT, request_id)
