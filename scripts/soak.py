@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -179,15 +180,17 @@ async def soak(args, server) -> dict:
                 sent[r.json()["jobId"]] = (at, n)
 
     async def sample_rss() -> None:
-        while True:
+        for n in itertools.count():
             rss.append((time.monotonic(), rss_kib(server.proc.pid)))
+            if (args.tracemalloc or args.malloc_stats) and n % 12 == 0:  # glibc's, each minute
+                os.kill(server.proc.pid, signal.SIGUSR2)
             await asyncio.sleep(5)
 
     cpu_at_start = cpu_seconds(server.proc.pid)
     db_at_start = await db_requests(server.url)
 
     sampler = asyncio.create_task(sample_rss())
-    start = time.monotonic()
+    start, start_unix = time.monotonic(), time.time()
     duration = args.minutes * 60
     tasks: set[asyncio.Task] = set()
     i = 0
@@ -268,6 +271,10 @@ async def soak(args, server) -> dict:
     not_202 = sum(n for k, n in statuses.items() if k != 202)
     results.update({
         "minutes": args.minutes, "rate_per_s": args.rate, "streams": len(streams),
+        # wall clock, for profiles of the server: from the end of the warm-up to the end
+        # of the load
+        "measured_window_unix": [round(start_unix + args.warmup, 1),
+                                 round(start_unix + load_end - start, 1)],
         "people": args.people, "submissions": i, "accepted": statuses.get(202, 0),
         "submit_statuses": {str(k): v for k, v in statuses.items()},
         "submissions_behind_schedule": behind,
@@ -353,7 +360,15 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "soak.json"))
     ap.add_argument("--tracemalloc", metavar="DIR",
                     help="run the server with tracemalloc; snapshots after the warm-up and at "
-                         "the end of the load go to DIR (scripts/bench/tracemalloc_diff.py)")
+                         "the end of the load go to DIR (scripts/bench/tracemalloc_diff.py), "
+                         "and glibc's malloc figures each minute to DIR/malloc.jsonl")
+    ap.add_argument("--memray", metavar="FILE",
+                    help="run the server under memray (pip install memray), its capture to "
+                         "FILE; scripts/bench/memray_growth.py names what grew after the "
+                         "warm-up")
+    ap.add_argument("--malloc-stats", metavar="DIR",
+                    help="only glibc's malloc figures each minute, to DIR/malloc.jsonl "
+                         "(without tracemalloc's cost)")
     args = ap.parse_args()
     os.environ.pop("DATABASE_URL", None)
 
@@ -388,9 +403,15 @@ def run(args: argparse.Namespace, standin, server_env: dict[str, str]) -> None:
         "SIGNUPS_PER_HOUR": "1000000",
         "LOG_FORMAT": "json", "METRICS_TOKEN": METRICS_TOKEN, **server_env})
     server.env["PUBLIC_BASE_URL"] = server.url  # fal's webhooks come back to this server
-    if args.tracemalloc:
+    if args.memray:
+        server.command = ("-m", "memray", "run", "--quiet", "-o",
+                          str(Path(args.memray).resolve()), "-m", "app", "serve")
+    elif args.tracemalloc or args.malloc_stats:
         server.command = (str(ROOT / "scripts" / "bench" / "traced_serve.py"),)
-        server.env["TRACEMALLOC_DIR"] = str(Path(args.tracemalloc).resolve())
+        server.env["TRACEMALLOC_DIR"] = str(Path(args.tracemalloc or args.malloc_stats
+                                                 ).resolve())
+        if not args.tracemalloc:
+            server.env["TRACEMALLOC_FRAMES"] = "0"
     started = time.time()
     load_at_start = os.getloadavg()
     results_fake: dict = {}

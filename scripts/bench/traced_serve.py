@@ -5,14 +5,22 @@ the server through this and signals it after the warm-up and at the end of the l
 
     TRACEMALLOC_DIR=/tmp/snaps python scripts/bench/traced_serve.py
     python scripts/bench/tracemalloc_diff.py /tmp/snaps/snap-1.pickle /tmp/snaps/snap-2.pickle
+
+Each SIGUSR2 appends glibc's malloc figures (`mallinfo2`: bytes in use, free bytes the heap
+keeps, mmapped) and the RSS to `malloc.jsonl` there: memory that tracemalloc does not see
+(C extensions, OpenSSL) or that the allocator keeps after Python freed it. With
+`MALLOC_TRIM=1` it then calls `malloc_trim(0)` and records the RSS after it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+import json
 import os
 import signal
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -25,15 +33,49 @@ _numbers = itertools.count(1)
 
 
 def _snapshot(_signum: int, _frame: object) -> None:
+    if not tracemalloc.is_tracing():
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"snap-{next(_numbers)}.pickle"
     tracemalloc.take_snapshot().dump(str(path))
     print(f"tracemalloc snapshot written to {path}", file=sys.stderr, flush=True)
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _malloc_stats(_signum: int, _frame: object) -> None:
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    kib = 1024
+    row = {"at": round(time.time(), 1), "rss_kib": _rss_kib(),
+           "heap_kib": info.arena // kib, "in_use_kib": info.uordblks // kib,
+           "free_held_kib": info.fordblks // kib, "mmapped_kib": info.hblkhd // kib,
+           "traced_kib": tracemalloc.get_traced_memory()[0] // kib}
+    if os.environ.get("MALLOC_TRIM") == "1":
+        libc.malloc_trim(0)
+        row["rss_after_trim_kib"] = _rss_kib()
+    OUT.mkdir(parents=True, exist_ok=True)
+    with (OUT / "malloc.jsonl").open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 if __name__ == "__main__":
-    tracemalloc.start(FRAMES)
+    if FRAMES:  # TRACEMALLOC_FRAMES=0: only the malloc figures
+        tracemalloc.start(FRAMES)
     signal.signal(signal.SIGUSR1, _snapshot)
+    signal.signal(signal.SIGUSR2, _malloc_stats)
     sys.argv = ["app", "serve", *sys.argv[1:]]
     from app.cli import main
 
