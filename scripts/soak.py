@@ -358,15 +358,17 @@ def main() -> None:
     ap.add_argument("--server", action="store_true",
                     help="a SurrealDB server (SURREALDB_TEST_URL, else the stand-in)")
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "soak.json"))
-    ap.add_argument("--tracemalloc", metavar="DIR",
+    # one way of running the server at a time (memray's server has no signal handlers)
+    profile = ap.add_mutually_exclusive_group()
+    profile.add_argument("--tracemalloc", metavar="DIR",
                     help="run the server with tracemalloc; snapshots after the warm-up and at "
                          "the end of the load go to DIR (scripts/bench/tracemalloc_diff.py), "
                          "and glibc's malloc figures each minute to DIR/malloc.jsonl")
-    ap.add_argument("--memray", metavar="FILE",
+    profile.add_argument("--memray", metavar="FILE",
                     help="run the server under memray (pip install memray), its capture to "
                          "FILE; scripts/bench/memray_growth.py names what grew after the "
                          "warm-up")
-    ap.add_argument("--malloc-stats", metavar="DIR",
+    profile.add_argument("--malloc-stats", metavar="DIR",
                     help="only glibc's malloc figures each minute, to DIR/malloc.jsonl "
                          "(without tracemalloc's cost)")
     args = ap.parse_args()

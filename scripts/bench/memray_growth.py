@@ -37,11 +37,13 @@ def alive_at(intervals, snapshot: int) -> int:
 def describe(record, frames: int) -> str:
     """The innermost frames, and the innermost one of the app's own, if further out."""
     stack = record.stack_trace()
-    lines = [f"{fn} {Path(file).name}:{line}" for fn, file, line in stack[:frames]]
-    own = next((f"{fn} {file.split('/app/', 1)[-1]}:{line}" for fn, file, line in stack
-                if "/app/" in file and "site-packages" not in file), None)
-    if own and not any(own.split(":")[0].split()[0] in x for x in lines):
-        lines.append(f"… app/{own}")
+    shown = stack[:frames]
+    lines = [f"{fn} {Path(file).name}:{line}" for fn, file, line in shown]
+    own = next((frame for frame in stack
+                if "/app/" in frame[1] and "site-packages" not in frame[1]), None)
+    if own and own not in shown:
+        fn, file, line = own
+        lines.append(f"… app/{file.split('/app/', 1)[1]}:{line} {fn}")
     return "\n      ".join(lines) or "(no Python stack: the interpreter or a thread of C)"
 
 

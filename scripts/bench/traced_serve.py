@@ -27,6 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from harness import rss_kib  # noqa: E402 (this script's folder, first on the path)
+
 FRAMES = int(os.environ.get("TRACEMALLOC_FRAMES", "6"))
 OUT = Path(os.environ.get("TRACEMALLOC_DIR", "bench-results/tracemalloc"))
 _numbers = itertools.count(1)
@@ -47,25 +49,18 @@ class _MallInfo2(ctypes.Structure):
         "fordblks", "keepcost")]
 
 
-def _rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def _malloc_stats(_signum: int, _frame: object) -> None:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _MallInfo2
     info = libc.mallinfo2()
     kib = 1024
-    row = {"at": round(time.time(), 1), "rss_kib": _rss_kib(),
+    row = {"at": round(time.time(), 1), "rss_kib": rss_kib(os.getpid()),
            "heap_kib": info.arena // kib, "in_use_kib": info.uordblks // kib,
            "free_held_kib": info.fordblks // kib, "mmapped_kib": info.hblkhd // kib,
            "traced_kib": tracemalloc.get_traced_memory()[0] // kib}
     if os.environ.get("MALLOC_TRIM") == "1":
         libc.malloc_trim(0)
-        row["rss_after_trim_kib"] = _rss_kib()
+        row["rss_after_trim_kib"] = rss_kib(os.getpid())
     OUT.mkdir(parents=True, exist_ok=True)
     with (OUT / "malloc.jsonl").open("a") as f:
         f.write(json.dumps(row) + "\n")
