@@ -16,14 +16,14 @@ import binascii
 import contextlib
 import io
 import math
+import os
 import re
 import subprocess
 import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import httpx
 import imageio_ffmpeg
@@ -198,6 +198,7 @@ class Renderer:
             if not stderr_task.done():
                 stderr_task.cancel()
                 await asyncio.wait([stderr_task])
+            _close_pipes(process)
         if returncode != 0:
             detail = stderr.decode("utf-8", "replace").strip().splitlines()
             reason = detail[-1] if detail else f"exit status {returncode}"
@@ -391,11 +392,12 @@ def _caption_overlay(text: str, width: int, height: int) -> Image.Image:
 
 async def _spawn(args: list[str]) -> tuple[subprocess.Popen[bytes], asyncio.StreamReader,
                                            asyncio.StreamReader]:
-    """Start `args`, its stdout and stderr read on the event loop. It is started from a
-    worker thread, not by the loop: uvloop forks on the loop's thread and runs Python's
-    at-fork handlers in the child, which can deadlock there on a lock another thread held
-    at the fork (seen with the poster's ffmpeg while videos were finishing under load);
-    `subprocess` execs from C. A cancel while it starts still ends the process."""
+    """Start `args`, its stdout and stderr read on the event loop (`_close_pipes` after).
+    It is started from a worker thread, not by the loop: uvloop forks on the loop's thread
+    and runs Python's at-fork handlers in the child, which can deadlock there on a lock
+    another thread held at the fork (seen with the poster's ffmpeg while videos were
+    finishing under load); `subprocess` execs from C. A cancel while it starts still ends
+    the process."""
     started = asyncio.ensure_future(asyncio.to_thread(
         subprocess.Popen, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE))
@@ -407,15 +409,52 @@ async def _spawn(args: list[str]) -> tuple[subprocess.Popen[bytes], asyncio.Stre
         raise
     try:
         loop = asyncio.get_running_loop()
-        readers = []
-        for pipe in (process.stdout, process.stderr):
-            reader = asyncio.StreamReader()
-            await loop.connect_read_pipe(partial(asyncio.StreamReaderProtocol, reader), pipe)
-            readers.append(reader)
+        readers = [_pipe_reader(loop, pipe) for pipe in (process.stdout, process.stderr)]
     except BaseException:
         _kill(process)
+        _close_pipes(process)
         raise
     return process, readers[0], readers[1]
+
+
+def _pipe_reader(loop: asyncio.AbstractEventLoop, pipe: IO[bytes] | None
+                 ) -> asyncio.StreamReader:
+    """A reader fed from `pipe` by the loop's poller. Not `loop.connect_read_pipe`: under
+    uvloop its transport closes the descriptor and then the pipe's file object closes the
+    same number again (MagicStack/uvloop#763); if another thread opened a file in between
+    (a video being served), that file is closed under it. Here the descriptor stays the
+    file object's, closed once by `_close_pipes`."""
+    assert pipe is not None  # both are PIPE
+    reader = asyncio.StreamReader()
+    fd = pipe.fileno()
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            loop.remove_reader(fd)
+            reader.set_exception(exc)
+            return
+        if data:
+            reader.feed_data(data)
+        else:
+            loop.remove_reader(fd)
+            reader.feed_eof()
+
+    loop.add_reader(fd, readable)
+    return reader
+
+
+def _close_pipes(process: subprocess.Popen[bytes]) -> None:
+    """Stop watching a render's pipes and close them, once."""
+    loop = asyncio.get_running_loop()
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None and not pipe.closed:
+            loop.remove_reader(pipe.fileno())
+            pipe.close()
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import gc
 import io
 import os
 import re
@@ -506,3 +508,82 @@ async def test_fetch_before_completion_is_transient(make_provider) -> None:
     with pytest.raises(TransientProviderError):
         await read_result(provider, request_id)
     await provider.cancel(ENDPOINT, request_id)
+
+
+# --- file descriptors ----------------------------------------------------------------------
+
+
+class _ProbedPipe(io.BufferedReader):
+    """A render's stdout or stderr that notes whether its descriptor was closed by someone
+    else before its own close (a second close of the same number), and then takes the freed
+    number at once with a new pipe, so that a later stray close of it shows too."""
+
+    log: list[str]
+    taken: list[int]
+
+    def close(self) -> None:
+        if not self.closed:
+            fd = self.fileno()
+            try:
+                os.fstat(fd)
+            except OSError:
+                self.log.append(f"fd {fd} was closed before its file object closed it")
+            super().close()
+            self.taken.extend(os.pipe())
+
+
+def test_a_render_under_uvloop_closes_each_pipe_once(tmp_path: Path, monkeypatch) -> None:
+    """`serve` runs on uvloop, whose read-pipe transport closes the descriptor and then the
+    file object closes the same number again (MagicStack/uvloop#763). In between, another
+    thread may have opened a file under that number, e.g. a video being served, whose read
+    then fails with EBADF: seen as ERR_CONTENT_LENGTH_MISMATCH in the browser."""
+    import uvloop
+
+    log: list[str] = []
+    taken: list[int] = []
+    popen = subprocess.Popen
+
+    class ProbedPopen(popen):  # type: ignore[misc, valid-type]
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            for name in ("stdout", "stderr"):
+                pipe = getattr(self, name)
+                if pipe is not None:
+                    probed = _ProbedPipe(pipe.detach())
+                    probed.log, probed.taken = log, taken
+                    setattr(self, name, probed)
+
+    monkeypatch.setattr(subprocess, "Popen", ProbedPopen)
+
+    async def render_twice() -> None:
+        provider = LocalProvider(tmp_path / "renders", concurrency=1)
+        try:
+            for _ in range(2):
+                request_id = await provider.submit(request(data_uri(png_bytes()), duration=1))
+                await wait_until_completed(provider, request_id)
+                assert len(await read_result(provider, request_id)) > 0
+        finally:
+            await provider.aclose()
+
+    failed: list[BaseException] = []
+
+    def run() -> None:  # a thread of its own: the tests' loop stays this thread's loop
+        try:
+            uvloop.run(render_twice())
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(120)
+    assert not thread.is_alive() and not failed, failed
+    gc.collect()  # a transport dropped without being closed would close its fd now
+    try:
+        assert log == []
+        assert len(taken) == 8  # stdout and stderr of two renders, each closed once
+        for fd in taken:
+            os.fstat(fd)  # still open: nothing closed the number a second time
+    finally:
+        for fd in taken:
+            with contextlib.suppress(OSError):
+                os.close(fd)
