@@ -5,9 +5,11 @@ stop per tile; and deleting the selected image moves the selection everywhere, i
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.crashkit import ServerProcess
 from tests.e2e.conftest import ARTIFACTS, shot, signup, upload
@@ -68,7 +70,7 @@ def test_video_tiles_player_filters_and_one_tab_stop_per_tile(
     order = page.eval_on_selector_all("#library-grid > .tile", "ts => ts.map(t => t.dataset.kind)")
     assert order == ["image", "image", "video"], order
     expect(tile.locator(".tile-title")).to_have_text("Product turntable")
-    expect(tile.locator("time")).to_have_text(re.compile(r"^\d{1,2} \w{3}, \d\d:\d\d$"))
+    expect(tile.locator("time")).to_have_text(re.compile(r"^\w{3} \d{1,2}, \d\d:\d\d( [AP]M)?$"))
     poster = tile.locator(".tile-main img")
     page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=poster.element_handle())
     assert poster.get_attribute("src").endswith(".poster.jpg")
@@ -208,3 +210,48 @@ def test_deleting_the_selected_image_selects_the_next_everywhere(
     page.set_viewport_size({"width": 390, "height": 844})
     shot(page, "library-06-deleted-all-phone")
     assert errors == []
+
+
+ZONE = "Asia/Kolkata"  # UTC+5:30: no time in it can be mistaken for the same time in UTC
+
+
+def shown_times(page: Page) -> list[tuple[str, str]]:
+    return page.eval_on_selector_all(
+        "time[datetime]", "ts => ts.map(t => [t.getAttribute('datetime'), t.textContent])")
+
+
+def in_zone(stamp: str) -> str:
+    """How en-US shows a time in ZONE: "Dec 2, 09:39 PM"."""
+    local = datetime.fromisoformat(stamp).astimezone(ZoneInfo(ZONE))
+    return f"{local:%b} {local.day}, {local:%I:%M %p}"
+
+
+def test_every_time_a_creator_sees_is_in_their_own_zone(
+        browser: Browser, local_server: ServerProcess) -> None:
+    """The same moment reads the same on the job card, the library tile, the credit
+    history and the list of sign-ins: the reader's clock, not the server's UTC."""
+    base = local_server.url
+    ctx = browser.new_context(viewport={"width": 1280, "height": 860}, timezone_id=ZONE,
+                              locale="en-US")
+    try:
+        page = ctx.new_page()
+        errors = watch_errors(page)
+        signup(page, base, "zone")
+        submit(ctx, base, upload(page, "zone.png", seed=2))
+        expect(page.locator(VIDEO_TILE)).to_have_count(1, timeout=60_000)
+        expect(page.locator("article.job-card").filter(has_text="Ready")).to_have_count(1)
+        on_workspace = shown_times(page)
+        page.goto(base + "/account")
+        on_account = shown_times(page)
+
+        for stamp, text in on_workspace + on_account:
+            assert datetime.fromisoformat(stamp).utcoffset() is not None, stamp
+            shown = text.replace("\u202f", " ").replace("\xa0", " ")  # ICU's narrow spaces
+            assert shown == in_zone(stamp), (stamp, text)
+        # Both pages have times of each kind: the card's and the tile's, the ledger's and
+        # the sign-in's (created and last seen).
+        assert len(on_workspace) >= 2, on_workspace
+        assert len(on_account) >= 4, on_account
+        assert errors == []
+    finally:
+        ctx.close()
