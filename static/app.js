@@ -322,13 +322,33 @@
   // fragments that arrive later (job cards from the stream, Load more).
   var LOCAL_TIME = new Intl.DateTimeFormat(undefined, {
     month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  // A video tile's labels (what a screen reader names its buttons, the player's title)
+  // carry its time as text, "2 Dec 2026, 21:59 UTC" (data-local-when): the same moment
+  // in the reader's zone takes its place there.
+  var LOCAL_DATE_TIME = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  function within(root, selector) {
+    var found = [].slice.call(root.querySelectorAll(selector));
+    if (root.matches && root.matches(selector)) found.push(root);
+    return found;
+  }
   function localTimes(root) {
     if (!root.querySelectorAll) return;
-    var found = [].slice.call(root.querySelectorAll("time[data-local]"));
-    if (root.matches && root.matches("time[data-local]")) found.push(root);
-    found.forEach(function (t) {
+    within(root, "time[data-local]").forEach(function (t) {
       var when = new Date(t.getAttribute("datetime"));
       if (!isNaN(when)) t.textContent = LOCAL_TIME.format(when);
+    });
+    within(root, "[data-local-when]").forEach(function (el) {
+      var utc = el.getAttribute("data-local-when"), when = new Date(el.dataset.localAt);
+      el.removeAttribute("data-local-when");  // once: the observer may see it again
+      if (isNaN(when)) return;
+      var local = LOCAL_DATE_TIME.format(when);
+      within(el, "[aria-label], [data-title]").forEach(function (n) {
+        ["aria-label", "data-title"].forEach(function (name) {
+          var text = n.getAttribute(name);
+          if (text) n.setAttribute(name, text.replace(utc, local));
+        });
+      });
     });
   }
   localTimes(document);

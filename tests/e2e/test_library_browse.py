@@ -77,7 +77,7 @@ def test_video_tiles_player_filters_and_one_tab_stop_per_tile(
     assert tile.locator("video").count() == 0
     main = tile.locator(".tile-main")
     expect(main).to_have_accessible_name(re.compile(
-        r"^Play Product turntable video, \d{1,2} \w{3} \d{4}, \d\d:\d\d UTC$"))
+        r"^Play Product turntable video, \w{3} \d{1,2}, \d{4}, \d\d:\d\d( [AP]M)?$"))
     expect(tile.locator("a[download]")).to_have_accessible_name(
         re.compile(r"^Download Product turntable video, "))
     expect(tile.locator("[data-action=delete]")).to_have_accessible_name(
@@ -220,6 +220,10 @@ def shown_times(page: Page) -> list[tuple[str, str]]:
         "time[datetime]", "ts => ts.map(t => [t.getAttribute('datetime'), t.textContent])")
 
 
+def plain(text: str) -> str:
+    return text.replace("\u202f", " ").replace("\xa0", " ")  # ICU's narrow spaces
+
+
 def in_zone(stamp: str) -> str:
     """How en-US shows a time in ZONE: "Dec 2, 09:39 PM"."""
     local = datetime.fromisoformat(stamp).astimezone(ZoneInfo(ZONE))
@@ -241,13 +245,28 @@ def test_every_time_a_creator_sees_is_in_their_own_zone(
         expect(page.locator(VIDEO_TILE)).to_have_count(1, timeout=60_000)
         expect(page.locator("article.job-card").filter(has_text="Ready")).to_have_count(1)
         on_workspace = shown_times(page)
+
+        # The tile's buttons and the player's title name the same time, with its year.
+        tile = page.locator(VIDEO_TILE)
+        stamp = tile.locator("time").get_attribute("datetime")
+        when = datetime.fromisoformat(stamp).astimezone(ZoneInfo(ZONE))
+        full = f"{when:%b} {when.day}, {when.year}, {when:%I:%M %p}"
+        for control, verb in ((".tile-main", "Play"), ("a[download]", "Download"),
+                              ("[data-action=delete]", "Delete")):
+            name = tile.locator(control).get_attribute("aria-label")
+            assert plain(name) == f"{verb} Product turntable video, {full}", name
+        tile.locator(".tile-main").click()
+        title = page.locator("#player-title")
+        expect(title).to_be_visible()
+        assert plain(title.text_content()) == f"Product turntable · {full}"
+        page.keyboard.press("Escape")
+
         page.goto(base + "/account")
         on_account = shown_times(page)
 
         for stamp, text in on_workspace + on_account:
             assert datetime.fromisoformat(stamp).utcoffset() is not None, stamp
-            shown = text.replace("\u202f", " ").replace("\xa0", " ")  # ICU's narrow spaces
-            assert shown == in_zone(stamp), (stamp, text)
+            assert plain(text) == in_zone(stamp), (stamp, text)
         # Both pages have times of each kind: the card's and the tile's, the ledger's and
         # the sign-in's (created and last seen).
         assert len(on_workspace) >= 2, on_workspace
