@@ -12,8 +12,10 @@ streams that failed or were cut off, webhooks not accepted; target 0), jobs not 
 the load stops and a grace period has passed (target 0), the server's RSS after the warm-up
 and at the end (growth target ≤ 5 %), and the event latency p50/p99 in the first and the
 last minute: from sending a submission to its first event arriving on each of the person's
-open streams. After the run the books are checked in the database: no reservation left,
-every ledger sums to its balance, one charge per completed job.
+open streams; and the CPU each process of the run used over the load (the app, the
+database stand-in, the fake fal, this load client) per accepted job, which gives the cores
+a rate needs on this machine. After the run the books are checked in the database: no
+reservation left, every ledger sums to its balance, one charge per completed job.
 
     .venv/bin/python scripts/soak.py                 # 10 minutes
     .venv/bin/python scripts/soak.py --minutes 3     # shorter
@@ -100,7 +102,8 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def soak(args, server) -> dict:
+async def soak(args, server, helpers: dict[str, int]) -> dict:
+    """`helpers`: the run's other processes by name (pid), whose CPU is reported too."""
     from tests.helpers import png_bytes
 
     port = server.port
@@ -186,7 +189,8 @@ async def soak(args, server) -> dict:
                 os.kill(server.proc.pid, signal.SIGUSR2)
             await asyncio.sleep(5)
 
-    cpu_at_start = cpu_seconds(server.proc.pid)
+    procs = {"app": server.proc.pid, **helpers, "load_client": os.getpid()}
+    cpu_at_start = {name: cpu_seconds(pid) for name, pid in procs.items()}
     db_at_start = await db_requests(server.url)
 
     sampler = asyncio.create_task(sample_rss())
@@ -211,7 +215,8 @@ async def soak(args, server) -> dict:
     load_end = time.monotonic()
     if args.tracemalloc:
         os.kill(server.proc.pid, signal.SIGUSR1)
-    cpu_during_load = cpu_seconds(server.proc.pid) - cpu_at_start
+    cpu_during_load = {name: cpu_seconds(pid) - cpu_at_start[name]
+                       for name, pid in procs.items()}
     await asyncio.wait(tasks, timeout=60) if tasks else None
     print(f"{i} submissions in {load_end - start:.0f} s: {dict(statuses)}", flush=True)
 
@@ -291,8 +296,15 @@ async def soak(args, server) -> dict:
                     "after_drain": rss[-1][1] if rss else None,
                     "samples": [[round(t - start, 1), k] for t, k in rss]},
         "server_cpu_during_load": {
-            "seconds": round(cpu_during_load, 1),
-            "share_of_one_core": round(cpu_during_load / (load_end - start), 2)},
+            "seconds": round(cpu_during_load["app"], 1),
+            "share_of_one_core": round(cpu_during_load["app"] / (load_end - start), 2)},
+        # Every process of the run (the machine's budget): cores each used over the load,
+        # and CPU ms per accepted job, so the cores a rate needs are rate × ms / 1000.
+        "cpu_during_load": {
+            name: {"cores": round(sec / (load_end - start), 2),
+                   "ms_per_job": round(1000 * sec / max(1, statuses.get(202, 0)), 1)}
+            for name, sec in {**cpu_during_load,
+                              "all": sum(cpu_during_load.values())}.items()},
         "jobs_accepted_per_s": round(statuses.get(202, 0) / (load_end - start), 2),
         # From the first submission until every job had ended: the database requests each
         # accepted job cost (its own, the pages' and streams' reads, the checks of the books).
@@ -420,7 +432,10 @@ def run(args: argparse.Namespace, standin, server_env: dict[str, str]) -> None:
     server.start(timeout=60)
     try:
         # plain asyncio: with uvloop, httpx's connects hung here now and then
-        results = asyncio.run(soak(args, server))
+        helpers = {"fake_fal": fake_proc.pid}
+        if standin is not None:
+            helpers["database"] = standin.pid
+        results = asyncio.run(soak(args, server, helpers))
         t = time.monotonic()
         results["exit_code"] = server.stop(timeout=30)
         results["stop_seconds"] = round(time.monotonic() - t, 1)
