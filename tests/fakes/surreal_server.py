@@ -46,7 +46,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import secrets
 import signal
 import sys
@@ -213,10 +212,7 @@ async def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    from app.db.process_exit import exit_now
+
     asyncio.run(main(sys.argv[1:]))
-    # The engine is closed and its data written. Leave without the interpreter's shutdown:
-    # the engine's runtime threads could still call into it as it goes, and a panic there
-    # aborts the process (SIGABRT, in 4 of 25 stops before this).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_now(0)  # the engine is closed and its data written
