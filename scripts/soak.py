@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts" / "bench"))
 
 import harness  # noqa: E402 (the benchmarks' one raw-socket /events reader)
+from harness import cpu_seconds, rss_kib  # noqa: E402
 
 JOB_ID = re.compile(r"job-([0-9a-f]{32})")
 
@@ -88,18 +89,6 @@ async def db_requests(base_url: str) -> dict[str, float]:
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as c:
         r = await c.get("/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"})
     return {kind: float(n) for kind, n in DB_REQUESTS.findall(r.text)}
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def soak(args, server, helpers: dict[str, int]) -> dict:
@@ -295,9 +284,6 @@ async def soak(args, server, helpers: dict[str, int]) -> dict:
                     "growth_pct": round(100 * (end_rss - base) / base, 2) if base else None,
                     "after_drain": rss[-1][1] if rss else None,
                     "samples": [[round(t - start, 1), k] for t, k in rss]},
-        "server_cpu_during_load": {
-            "seconds": round(cpu_during_load["app"], 1),
-            "share_of_one_core": round(cpu_during_load["app"] / (load_end - start), 2)},
         # Every process of the run (the machine's budget): cores each used over the load,
         # and CPU ms per accepted job, so the cores a rate needs are rate × ms / 1000.
         "cpu_during_load": {
