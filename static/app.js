@@ -324,7 +324,7 @@
     month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
   // A video tile's labels (what a screen reader names its buttons, the player's title)
   // carry its time as text, "2 Dec 2026, 21:59 UTC" (data-local-when): the same moment
-  // in the reader's zone takes its place there.
+  // (its caption's <time>) in the reader's zone takes its place there.
   var LOCAL_DATE_TIME = new Intl.DateTimeFormat(undefined, {
     year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
   function within(root, selector) {
@@ -339,7 +339,8 @@
       if (!isNaN(when)) t.textContent = LOCAL_TIME.format(when);
     });
     within(root, "[data-local-when]").forEach(function (el) {
-      var utc = el.getAttribute("data-local-when"), when = new Date(el.dataset.localAt);
+      var utc = el.getAttribute("data-local-when"), time = el.querySelector("time[datetime]");
+      var when = new Date(time ? time.getAttribute("datetime") : NaN);
       el.removeAttribute("data-local-when");  // once: the observer may see it again
       if (isNaN(when)) return;
       var local = LOCAL_DATE_TIME.format(when);
