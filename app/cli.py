@@ -9,12 +9,13 @@ import functools
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from app.backup import cli as backup_cli
 from app.db import jobs as jobs_db
 from app.db import users as users_db
 from app.db.connection import Database, DatabaseLocked, Thrown
+from app.db.process_exit import exit_now
 from app.db.records import User, VideoJob
 from app.db.schema import apply_schema
 from app.emails import InvalidEmail, normalise_email
@@ -300,6 +301,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     print(out)
+
+
+def run() -> NoReturn:
+    """The command line (`python -m app`, `reelforge`): `main`, then `exit_now` with its
+    exit code, once the database is closed."""
+    try:
+        main()
+    except SystemExit as exc:  # argparse's and the commands' own exits
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        exit_now(exc.code if isinstance(exc.code, int) else 1 if exc.code else 0)
+    exit_now(0)
 
 
 async def _applied(db: Database) -> str:
