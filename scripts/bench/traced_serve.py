@@ -7,8 +7,10 @@ the server through this and signals it after the warm-up and at the end of the l
     python scripts/bench/tracemalloc_diff.py /tmp/snaps/snap-1.pickle /tmp/snaps/snap-2.pickle
 
 Each SIGUSR2 appends glibc's malloc figures (`mallinfo2`: bytes in use, free bytes the heap
-keeps, mmapped) and the RSS to `malloc.jsonl` there: memory that tracemalloc does not see
-(C extensions, OpenSSL) or that the allocator keeps after Python freed it. With
+keeps, mmapped), pymalloc's (arenas held, bytes in objects, free bytes inside the arenas) and
+the RSS to `malloc.jsonl` there: memory that tracemalloc does not see (C extensions, OpenSSL)
+or that an allocator keeps after Python freed it. Arenas that grow while the bytes in objects
+do not are fragmentation: a few live objects keep each 1 MiB arena. With
 `MALLOC_TRIM=1` it then calls `malloc_trim(0)` and records the RSS after it.
 """
 
@@ -18,8 +20,10 @@ import ctypes
 import itertools
 import json
 import os
+import re
 import signal
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -49,6 +53,35 @@ class _MallInfo2(ctypes.Structure):
         "fordblks", "keepcost")]
 
 
+PYMALLOC = {"arenas": r"# arenas allocated current\s*=\s*([\d,]+)",
+            "in_objects": r"# bytes in allocated blocks\s*=\s*([\d,]+)",
+            "free_in_pools": r"# bytes in available blocks\s*=\s*([\d,]+)",
+            "unused_pools": r"unused pools \* \d+ bytes\s*=\s*([\d,]+)"}
+
+
+def _pymalloc() -> dict[str, int]:
+    """pymalloc's own figures: `sys._debugmallocstats` is its only window, and it writes to
+    the C stderr, so fd 2 is pointed at a file for the call."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as out:
+        sys.stderr.flush()
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    found = {name: re.search(pattern, text) for name, pattern in PYMALLOC.items()}
+    figures = {name: int(m.group(1).replace(",", "")) for name, m in found.items() if m}
+    kib = 1024
+    return {"pymalloc_arenas": figures.get("arenas", 0),
+            "pymalloc_objects_kib": figures.get("in_objects", 0) // kib,
+            "pymalloc_free_kib": (figures.get("free_in_pools", 0)
+                                  + figures.get("unused_pools", 0)) // kib}
+
+
 def _malloc_stats(_signum: int, _frame: object) -> None:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _MallInfo2
@@ -57,7 +90,7 @@ def _malloc_stats(_signum: int, _frame: object) -> None:
     row = {"at": round(time.time(), 1), "rss_kib": rss_kib(os.getpid()),
            "heap_kib": info.arena // kib, "in_use_kib": info.uordblks // kib,
            "free_held_kib": info.fordblks // kib, "mmapped_kib": info.hblkhd // kib,
-           "traced_kib": tracemalloc.get_traced_memory()[0] // kib}
+           "traced_kib": tracemalloc.get_traced_memory()[0] // kib, **_pymalloc()}
     if os.environ.get("MALLOC_TRIM") == "1":
         libc.malloc_trim(0)
         row["rss_after_trim_kib"] = rss_kib(os.getpid())
