@@ -15,11 +15,15 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import (
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 from litestar.template.config import TemplateConfig
 
 from app.backup.service import scheduled_backups
 from app.backup.web import BackupController
+from app.db.connection import ConnectionLost
 from app.events.stream import events
 from app.observability.logging import configure_logging, get_logger, secrets_of
 from app.observability.metrics import metrics_routes, serve_metrics_port
@@ -99,6 +103,28 @@ def _server_error(request: Request, exc: Exception) -> Response:
                     status_code=HTTP_500_INTERNAL_SERVER_ERROR)
 
 
+RETRY_AFTER = "5"  # seconds: a dropped database connection is opened again by the next query
+
+
+def _database_unreachable(request: Request, exc: ConnectionLost) -> Response:
+    """The database could not be reached (or the connection dropped mid-request): not the
+    caller's fault, and worth a retry. Whatever the request was doing is in one transaction
+    or not done, so retrying it cannot charge twice."""
+    log.warning("http.database_unreachable", method=request.method, path=request.url.path,
+                error=str(exc))
+    headers = {"Retry-After": RETRY_AFTER}
+    if _wants_html(request):
+        page = _error_page(request, 503, "We'll be right back",
+                           "We couldn't reach our database just now. Please try again in "
+                           "a few seconds.")
+        page.headers.update(headers)
+        return page
+    return Response({"error": "unavailable",
+                     "message": "The database is unreachable just now; try again in a few "
+                                "seconds"},
+                    status_code=HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     configure_logging(settings.log_format,
@@ -157,7 +183,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # viewers load their scripts from a CDN, which the CSP (and an offline host) refuses.
         openapi_config=OpenAPIConfig(title="Reelforge", version="0.1.0", path="/schema",
                                      render_plugins=[JsonRenderPlugin(path=["/openapi.json"])]),
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        exception_handlers={HTTPException: _http_error, ConnectionLost: _database_unreachable,
+                            Exception: _server_error},
         request_max_body_size=1024 * 1024,
         logging_config=None,  # app/observability/logging.py configures logging, once
     )

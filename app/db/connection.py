@@ -20,6 +20,7 @@ from typing import Any
 
 import surrealdb
 from filelock import FileLock, Timeout
+from surrealdb.errors import ServerError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -39,6 +40,7 @@ QUERY_TIMEOUT = 60.0
 # backup's read of every table. Past 60 s either failed every start and every backup of a
 # large store; a hung server still ends them.
 LONG_QUERY_TIMEOUT = 1800.0
+CONNECT_TIMEOUT = 10.0  # opening a server connection: connect, sign in, `use`
 
 
 class DatabaseError(Exception):
@@ -85,18 +87,25 @@ class Database:
         self._wanted = True
         if self.url.startswith("surrealkv://"):
             self._lock_data_dir(Path(self.url.removeprefix("surrealkv://")))
+        conn: Any = surrealdb.AsyncSurreal(self.url)
         try:
-            self._conn = surrealdb.AsyncSurreal(self.url)
-            await self._conn.connect()
-            if self.settings.surrealdb_user and not self.embedded:
-                await self._conn.signin(
-                    {"username": self.settings.surrealdb_user,
-                     "password": self.settings.surrealdb_pass or ""}
-                )
-            await self._conn.use(self.settings.surrealdb_ns, self.settings.surrealdb_db)
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await conn.connect()
+                if self.settings.surrealdb_user and not self.embedded:
+                    await conn.signin(
+                        {"username": self.settings.surrealdb_user,
+                         "password": self.settings.surrealdb_pass or ""}
+                    )
+                await conn.use(self.settings.surrealdb_ns, self.settings.surrealdb_db)
         except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.close()
             self._release_lock()
             raise
+        # Only a connection signed in and on its namespace is shared: a query sent on one
+        # still opening would fail ("Specify a namespace to use"), and one whose `use`
+        # failed would fail every query after it, with nothing to open it again.
+        self._conn = conn
 
     def _lock_data_dir(self, db_path: Path) -> None:
         db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,21 +182,50 @@ class Database:
 
     async def _reconnect(self) -> None:
         """A server connection that dropped is opened again for the next query (the SDK's
-        ws:// client does not reconnect by itself)."""
+        ws:// client does not reconnect by itself). Callers waiting here meanwhile use the
+        one it opens. A server that cannot be reached is a ConnectionLost, as a drop is."""
         async with self._reconnecting:
             if self._conn is None and self._wanted and not self.embedded:
-                await self.connect()
+                try:
+                    await self.connect()
+                except (OSError, TimeoutError, WebSocketException, ServerError, KeyError) as exc:
+                    raise ConnectionLost(f"cannot reach the database: {exc!r}") from exc
+
+    def _alive(self, conn: Any) -> bool:
+        """Whether the SDK still reads `conn`'s answers. Its reader task ends when the
+        socket closes (or on a frame it cannot decode) and fails the queries waiting; a
+        query sent after that would wait for an answer nobody reads."""
+        reader = getattr(conn, "recv_task", None)
+        return self.embedded or reader is None or not reader.done()
+
+    async def _drop(self, conn: Any) -> None:
+        """Stop sharing `conn` (the next query opens a new one) and close it."""
+        if self._conn is conn:
+            self._conn = None
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def _run(self, sql: str, vars: dict[str, Any] | None,
                    timeout: float | None = None) -> list[Any]:
+        if self._conn is not None and not self._alive(self._conn):
+            await self._drop(self._conn)
         if self._conn is None:
             await self._reconnect()
         if self._conn is None:
             raise DatabaseError("database is not connected")
         conn = self._conn
+        # On a server connection the request runs in a task of its own that is never
+        # cancelled: the SDK's reader sets each answer on the request's future, and one
+        # cancelled at that moment (its caller cancelled, or out of time) ended the reader
+        # and failed every query in flight on the connection
+        # (tests/integration/test_database_reconnect.py). An embedded query is awaited
+        # as it is: its write must end before the write lock is let go.
+        request = None if self.embedded else asyncio.ensure_future(
+            conn.query_raw(sql, vars or {}))
         try:
             async with asyncio.timeout(QUERY_TIMEOUT if timeout is None else timeout):
-                response = await conn.query_raw(sql, vars or {})
+                response = await (conn.query_raw(sql, vars or {}) if request is None
+                                  else asyncio.shield(request))
         except RuntimeError as exc:  # the embedded engine raises parse errors this way
             raise DatabaseError(str(exc)) from exc
         except (OSError, KeyError, TimeoutError, WebSocketException) as exc:
@@ -196,13 +234,17 @@ class Database:
                 # The SDK turns a cancelled request into a KeyError from its clean-up: keep
                 # it a cancellation, or a task being stopped would carry on.
                 raise asyncio.CancelledError from exc
-            # The connection dropped (the SDK reports a request cut off as a KeyError): the
-            # query's outcome is unknown, so it is not repeated here; the next one reconnects.
-            if not self.embedded and self._conn is conn:
-                self._conn = None
-                with contextlib.suppress(Exception):
-                    await conn.close()
+            # The query's outcome is unknown, so it is not repeated here. The connection
+            # dropped (the SDK reports a request cut off as a KeyError): the next query
+            # reconnects. A query that only ran out of time leaves the connection to the
+            # others in flight on it; closing it would fail them all.
+            if not self.embedded and (not isinstance(exc, TimeoutError)
+                                      or not self._alive(conn)):
+                await self._drop(conn)
             raise ConnectionLost(f"lost the connection to the database: {exc!r}") from exc
+        finally:
+            if request is not None and not request.done():  # nobody reads its answer now
+                request.add_done_callback(_unread)
         if "error" in response:
             error = response["error"]
             raise DatabaseError(str(error.get("message", error) if isinstance(error, dict)
@@ -219,6 +261,13 @@ class Database:
         if errors:
             raise DatabaseError("; ".join(str(m) for m in errors))
         return [s.get("result") for s in statements]
+
+
+def _unread(request: asyncio.Future[Any]) -> None:
+    """The answer to a request nobody waits for any more: read, so that its error (if any)
+    is not reported as never retrieved."""
+    if not request.cancelled():
+        request.exception()
 
 
 def rid(table: str, key: str | list[str]) -> surrealdb.RecordID:
