@@ -216,7 +216,7 @@ async def soak(args, server, helpers: dict[str, int]) -> dict:
         for c in people:  # one at a time: this is bookkeeping, not load
             try:
                 r = await c.get("/api/jobs", params={"status": "active"})
-                unfinished += len(r.json()["jobs"])
+                unfinished += len(r.json()["jobs"]) if r.status_code == 200 else 1
             except (httpx.HTTPError, ValueError):
                 unfinished += 1
         if unfinished == 0:
@@ -225,7 +225,7 @@ async def soak(args, server, helpers: dict[str, int]) -> dict:
     failed = 0
     for c in people:
         r = await c.get("/api/jobs", params={"status": "failed", "limit": 100})
-        failed += len(r.json()["jobs"])
+        failed += len(r.json()["jobs"]) if r.status_code == 200 else 0
     await asyncio.sleep(1)
     sampler.cancel()
     rss.append((time.monotonic(), rss_kib(server.proc.pid)))
@@ -236,18 +236,13 @@ async def soak(args, server, helpers: dict[str, int]) -> dict:
     for job, (at, person) in sent.items():
         by_person.setdefault(person, []).append((job, at))
 
+    # (submitted at, seconds until the stream saw it, or None), for each job on each stream
+    seen_after = [(at, None if (arrived := first_seen[s].get(job)) is None else arrived - at)
+                  for s in streams for job, at in by_person.get(owner[s], ())]
+
     def latencies(t_from: float, t_to: float) -> tuple[list[float], int]:
-        out, missing = [], 0
-        for s in streams:
-            for job, at in by_person.get(owner[s], ()):
-                if not (t_from <= at < t_to):
-                    continue
-                arrived = first_seen[s].get(job)
-                if arrived is None:
-                    missing += 1
-                else:
-                    out.append(arrived - at)
-        return out, missing
+        window = [lag for at, lag in seen_after if t_from <= at < t_to]
+        return [lag for lag in window if lag is not None], window.count(None)
 
     warm = start + args.warmup
     first, first_missing = latencies(warm, warm + 60)
@@ -280,6 +275,11 @@ async def soak(args, server, helpers: dict[str, int]) -> dict:
                                     "n": len(first), "missing": first_missing},
         "latency_last_minute_ms": {"p50": pct(last, 0.5), "p99": pct(last, 0.99),
                                    "n": len(last), "missing": last_missing},
+        # Each minute's p99: a minute when the machine fell behind shows here, and a step in
+        # the RSS samples at the same time is the backlog's memory, not growth per job.
+        "latency_p99_by_minute_ms": [
+            [m, pct(latencies(start + 60 * m, start + 60 * (m + 1))[0], 0.99)]
+            for m in range(int((load_end - start) // 60))],
         "rss_kib": {"after_warmup": base, "end": end_rss,
                     "growth_pct": round(100 * (end_rss - base) / base, 2) if base else None,
                     "after_drain": rss[-1][1] if rss else None,
