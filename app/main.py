@@ -108,8 +108,8 @@ RETRY_AFTER = "5"  # seconds: a dropped database connection is opened again by t
 
 def _database_unreachable(request: Request, exc: ConnectionLost) -> Response:
     """The database could not be reached (or the connection dropped mid-request): not the
-    caller's fault, and worth a retry. Whatever the request was doing is in one transaction
-    or not done, so retrying it cannot charge twice."""
+    caller's fault, and worth a retry. Each write is one transaction, wholly done or not at
+    all; a submission retried with its Idempotency-Key is made once."""
     log.warning("http.database_unreachable", method=request.method, path=request.url.path,
                 error=str(exc))
     headers = {"Retry-After": RETRY_AFTER}
