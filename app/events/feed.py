@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from app.db import changes
-from app.db.connection import Database
+from app.db.connection import ConnectionLost, Database
 from app.db.records import LibraryItem, User, decode
 from app.events.broker import Broker
 from app.observability.logging import get_logger
@@ -95,6 +95,9 @@ class FeedFollower:
                 self.last_read = time.monotonic()
             except asyncio.CancelledError:
                 raise
+            except ConnectionLost as exc:  # the database is away: a line a poll, no trace
+                log.warning("feed.poll_failed", error=str(exc))
+                await asyncio.sleep(1.0)
             except Exception:
                 log.exception("feed.poll_failed")
                 await asyncio.sleep(1.0)

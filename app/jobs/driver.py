@@ -206,6 +206,8 @@ class Driver:
             self._wake.clear()
             try:
                 await self._claim_due()
+            except ConnectionLost as exc:  # the database is away: a line a round, no trace
+                log.warning("driver.claim_failed", error=str(exc))
             except Exception:
                 log.exception("driver.claim_failed")
             timeout = self._next_timeout()
