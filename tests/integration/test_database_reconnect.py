@@ -25,7 +25,7 @@ from tests.helpers import png_bytes
 DB = "reconnect"
 
 
-class StandIn:
+class RestartableStandIn:
     """A stand-in server on a fixed port, with its data on disk, that can be stopped and
     started again on the same address (as a restarted server is)."""
 
@@ -45,8 +45,8 @@ class StandIn:
 
 
 @pytest.fixture
-def standin(tmp_path) -> Iterator[StandIn]:
-    server = StandIn(tmp_path / "store")
+def standin(tmp_path) -> Iterator[RestartableStandIn]:
+    server = RestartableStandIn(tmp_path / "store")
     server.start()
     try:
         yield server
