@@ -2,9 +2,10 @@
 app's queries fail as ConnectionLost meanwhile (an HTTP 503, not a 500) and work again on a
 connection that is signed in and on its namespace, never on a half-opened one.
 
-Found by a soak (docs/BENCHMARKS.md §7): the SDK's connection dropped under load; one
-reconnect failed half-way, and every query after it, for good, failed with "Specify a
-namespace to use" (a 500 on every request) until the process was restarted."""
+Found by a soak (docs/BENCHMARKS.md §7): a query cancelled as its answer arrived ended the
+SDK's reader, failing every query in flight; one reconnect then failed half-way, and every
+query after it, for good, failed with "Specify a namespace to use" (a 500 on every request)
+until the process was restarted."""
 
 from __future__ import annotations
 
