@@ -220,20 +220,14 @@ class Database:
         # and failed every query in flight on the connection
         # (tests/integration/test_database_reconnect.py). An embedded query is awaited
         # as it is: its write must end before the write lock is let go.
-        request = None if self.embedded else asyncio.ensure_future(
-            conn.query_raw(sql, vars or {}))
+        call = conn.query_raw(sql, vars or {})
+        request = None if self.embedded else asyncio.ensure_future(call)
         try:
             async with asyncio.timeout(QUERY_TIMEOUT if timeout is None else timeout):
-                response = await (conn.query_raw(sql, vars or {}) if request is None
-                                  else asyncio.shield(request))
+                response = await (call if request is None else asyncio.shield(request))
         except RuntimeError as exc:  # the embedded engine raises parse errors this way
             raise DatabaseError(str(exc)) from exc
         except (OSError, KeyError, TimeoutError, WebSocketException) as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # The SDK turns a cancelled request into a KeyError from its clean-up: keep
-                # it a cancellation, or a task being stopped would carry on.
-                raise asyncio.CancelledError from exc
             # The query's outcome is unknown, so it is not repeated here. The connection
             # dropped (the SDK reports a request cut off as a KeyError): the next query
             # reconnects. A query that only ran out of time leaves the connection to the
