@@ -69,8 +69,9 @@ def _wants_html(request: Request) -> bool:
     )
 
 
-def _error_page(request: Request, status: int, title: str, message: str) -> Response:
-    return Template(template_name="pages/error.html", status_code=status,
+def _error_page(request: Request, status: int, title: str, message: str,
+                headers: dict[str, str] | None = None) -> Response:
+    return Template(template_name="pages/error.html", status_code=status, headers=headers,
                     context={"user": None, "status": status, "title": title,
                              "message": message})  # type: ignore[return-value]
 
@@ -114,11 +115,9 @@ def _database_unreachable(request: Request, exc: ConnectionLost) -> Response:
                 error=str(exc))
     headers = {"Retry-After": RETRY_AFTER}
     if _wants_html(request):
-        page = _error_page(request, 503, "We'll be right back",
+        return _error_page(request, 503, "We'll be right back",
                            "We couldn't reach our database just now. Please try again in "
-                           "a few seconds.")
-        page.headers.update(headers)
-        return page
+                           "a few seconds.", headers)
     return Response({"error": "unavailable",
                      "message": "The database is unreachable just now; try again in a few "
                                 "seconds"},
