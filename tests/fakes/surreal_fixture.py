@@ -26,11 +26,12 @@ ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 30.0
 
 
-def start_surreal_standin(*args: str) -> tuple[subprocess.Popen[str], str]:
-    """Start the stand-in server (extra CLI args allowed); returns the process and its URL."""
+def start_surreal_standin(*args: str, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+    """Start the stand-in server (extra CLI args allowed) on `port` (0: any free one);
+    returns the process and its URL."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.surreal_server", "--host", "127.0.0.1",
-         "--port", "0", *args],
+         "--port", str(port), *args],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
     assert proc.stdout is not None
