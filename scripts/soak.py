@@ -244,6 +244,11 @@ async def soak(args, server, helpers: dict[str, int]) -> dict:
         window = [lag for at, lag in seen_after if t_from <= at < t_to]
         return [lag for lag in window if lag is not None], window.count(None)
 
+    by_minute: dict[int, list[float]] = {}  # the lags of the jobs submitted in each minute
+    for at, lag in seen_after:
+        if lag is not None:
+            by_minute.setdefault(int((at - start) // 60), []).append(lag)
+
     warm = start + args.warmup
     first, first_missing = latencies(warm, warm + 60)
     last, last_missing = latencies(load_end - 60, load_end)
@@ -277,9 +282,8 @@ async def soak(args, server, helpers: dict[str, int]) -> dict:
                                    "n": len(last), "missing": last_missing},
         # Each minute's p99: a minute when the machine fell behind shows here, and a step in
         # the RSS samples at the same time is the backlog's memory, not growth per job.
-        "latency_p99_by_minute_ms": [
-            [m, pct(latencies(start + 60 * m, start + 60 * (m + 1))[0], 0.99)]
-            for m in range(int((load_end - start) // 60))],
+        "latency_p99_by_minute_ms": [[m, pct(by_minute.get(m, []), 0.99)]
+                                     for m in range(int((load_end - start) // 60))],
         "rss_kib": {"after_warmup": base, "end": end_rss,
                     "growth_pct": round(100 * (end_rss - base) / base, 2) if base else None,
                     "after_drain": rss[-1][1] if rss else None,
